@@ -1,0 +1,303 @@
+"""Run configuration: one default, model presets, YAML files and ``key=value`` overrides.
+
+Resolution order (later wins): built-in defaults -> model preset -> ``--config`` YAML ->
+command-line flags and ``section.key=value`` overrides. Every key is validated before any
+work starts; an unknown key or a bad value raises :class:`ConfigError` naming what is valid.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from hpm.errors import ConfigError
+
+FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """Encoder, decoder and loss-predictor shapes (see :data:`PRESETS`)."""
+
+    preset: Literal["small", "vit_s16", "vit_b16", "vit_l16", "vit_h14"] = "small"
+    img_size: int = 32
+    patch_size: int = 4
+    in_chans: int | None = None  # None: follow the data (1 for Fashion-MNIST)
+    embed_dim: int = 192
+    depth: int = 6
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    decoder_embed_dim: int = 128
+    decoder_depth: int = 4
+    decoder_num_heads: int = 4
+    predictor_depth: int | None = None  # None: same as decoder_depth
+    predictor_num_heads: int | None = None  # None: same as decoder_num_heads
+    norm_pix_loss: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.img_size % self.patch_size:
+            raise ValueError(
+                f"img_size ({self.img_size}) must be divisible by patch_size ({self.patch_size})"
+            )
+        for dim, heads, name in (
+            (self.embed_dim, self.num_heads, "embed_dim/num_heads"),
+            (self.decoder_embed_dim, self.decoder_num_heads, "decoder_embed_dim/decoder_num_heads"),
+        ):
+            if dim % heads:
+                raise ValueError(f"{name}: {dim} is not divisible by {heads}")
+        return self
+
+
+class MaskConfig(_Section):
+    """Which patches are hidden: random (MAE), block (BEiT) or hpm (hard patches)."""
+
+    strategy: Literal["random", "block", "hpm"] = "hpm"
+    ratio: float = 0.75
+    # hpm only: fraction alpha of the masked patches chosen by the teacher's scores
+    schedule: Literal["easy_to_hard", "hard_to_easy", "fixed"] = "easy_to_hard"
+    alpha_start: float = 0.0
+    alpha_end: float = 0.5
+    alpha: float = 0.5  # used by schedule=fixed (alpha=1: always the hardest)
+    schedule_unit: Literal["epoch", "iter"] = "epoch"
+    select: Literal["hardest", "easiest"] = "hardest"
+    # block only: smallest block in patches (BEiT: 16), aspect ratio range
+    block_min_patches: int = 4
+    block_aspect: float = 0.3
+
+    @model_validator(mode="after")
+    def _check(self) -> "MaskConfig":
+        if not 0.0 < self.ratio < 1.0:
+            raise ValueError(f"ratio must be in (0, 1), got {self.ratio}")
+        for name in ("alpha_start", "alpha_end", "alpha"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        return self
+
+
+class LossConfig(_Section):
+    """Loss-prediction objective and its weight lambda."""
+
+    predictor: Literal["relative", "absolute", "none"] = "relative"
+    weight: float = 1.0
+
+
+class EmaConfig(_Section):
+    """EMA teacher: decay ramps linearly from decay_start to decay_end over ramp_epochs."""
+
+    decay_start: float = 0.99
+    decay_end: float = 0.999
+    ramp_epochs: float | None = None  # None: the first half of the run
+
+    @model_validator(mode="after")
+    def _check(self) -> "EmaConfig":
+        for name in ("decay_start", "decay_end"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        return self
+
+
+class DataConfig(_Section):
+    """Where images come from and how they are augmented."""
+
+    dataset: Literal["fashion_mnist", "folder"] = "fashion_mnist"
+    root: str = FASHION_MNIST_ROOT  # Fashion-MNIST IDX files
+    data_dir: str | None = None  # ImageFolder root (train/, optional val/); sets dataset=folder
+    channels: int | None = None  # folder data: 3 (RGB) unless set to 1 (greyscale)
+    subset: int | None = None  # seeded, class-balanced subset of the training images
+    num_workers: int = 1
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    hflip: float = 0.5
+    mean: list[float] | None = None  # None: the data set's own statistics
+    std: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "DataConfig":
+        if self.data_dir is not None and self.dataset == "fashion_mnist":
+            object.__setattr__(self, "dataset", "folder")
+        if self.channels not in (None, 1, 3):
+            raise ValueError(f"channels must be 1, 3 or null, got {self.channels}")
+        if self.subset is not None and self.subset <= 0:
+            raise ValueError(f"subset must be positive, got {self.subset}")
+        return self
+
+
+class TrainConfig(_Section):
+    """Optimisation schedule and run bookkeeping."""
+
+    epochs: int = 10
+    batch_size: int = 128  # per process, per micro-step
+    accum_steps: int = 1
+    blr: float = 1.5e-4  # lr = blr * effective_batch / 256
+    min_lr: float = 0.0
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    clip_grad: float | None = None
+    precision: Precision = "auto"
+    seed: int = 0
+    log_every: int = 10  # optimizer steps
+    ckpt_every_epochs: int = 1
+    ckpt_every_steps: int | None = None
+    keep_ckpts: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    compile: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        for name in ("epochs", "batch_size", "accum_steps", "log_every", "keep_ckpts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        return self
+
+
+class Config(_Section):
+    """A whole run."""
+
+    model: ModelConfig = ModelConfig()
+    mask: MaskConfig = MaskConfig()
+    loss: LossConfig = LossConfig()
+    ema: EmaConfig = EmaConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    output_dir: str = "runs/pretrain"
+
+
+# Shapes follow MAE / HPM: ViT encoders from timm, decoder 512 wide x 8 blocks x 16 heads.
+_PAPER_DECODER = dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16)
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU-sized default: 32 px, patch 4 (64 patches), 192 x 6 encoder, 128 x 4 decoders.
+    "small": dict(
+        img_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3,
+        decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4,
+    ),
+    "vit_s16": dict(img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, **_PAPER_DECODER),
+    "vit_b16": dict(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12, **_PAPER_DECODER),
+    "vit_l16": dict(img_size=224, patch_size=16, embed_dim=1024, depth=24, num_heads=16, **_PAPER_DECODER),
+    "vit_h14": dict(img_size=224, patch_size=14, embed_dim=1280, depth=32, num_heads=16, **_PAPER_DECODER),
+}
+# timm model names with the same encoder (used by export).
+TIMM_NAMES = {
+    "vit_s16": "vit_small_patch16_224",
+    "vit_b16": "vit_base_patch16_224",
+    "vit_l16": "vit_large_patch16_224",
+    "vit_h14": "vit_huge_patch14_224",
+}
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn ``["train.epochs=5", "model.preset=vit_b16"]`` into a nested dict (YAML-typed values)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        value = yaml.safe_load(raw) if raw else None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override")
+        node[parts[-1]] = value
+    return out
+
+
+def _valid_keys(section: type[BaseModel]) -> list[str]:
+    return list(section.model_fields)
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        where = ".".join(loc) or "config"
+        if err["type"] == "extra_forbidden":
+            node: type[BaseModel] = Config
+            for part in loc[:-1]:
+                node = node.model_fields[part].annotation  # type: ignore[assignment]
+            valid = ", ".join(_valid_keys(node))
+            lines.append(f"unknown key '{where}'. Valid keys here: {valid}")
+        else:
+            lines.append(f"invalid value for '{where}': {err['msg']} (got {err.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def build_config(
+    file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Resolve defaults, the model preset, an optional YAML file and overrides into a Config."""
+    raw: dict[str, Any] = {}
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        raw = _deep_merge(raw, loaded)
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Validate a (partial) nested dict; the model preset fills the model keys not given."""
+    raw = copy.deepcopy(raw)
+    model = raw.get("model") or {}
+    if not isinstance(model, dict):
+        raise ConfigError("'model' must be a mapping")
+    preset = model.get("preset", ModelConfig.model_fields["preset"].default)
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown model preset {preset!r}. Valid presets: {', '.join(PRESETS)}")
+    raw["model"] = {**PRESETS[preset], **model}
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain, YAML-safe dict of a resolved config."""
+    return cfg.model_dump(mode="json")
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from hpm.engine.checkpoint import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def diff_configs(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Keys (dotted) whose values differ between two config dicts."""
+    keys = sorted(set(a) | set(b))
+    out: list[str] = []
+    for key in keys:
+        va, vb = a.get(key), b.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff_configs(va, vb, name + ".")
+        elif va != vb:
+            out.append(f"{name}: {va!r} -> {vb!r}")
+    return out

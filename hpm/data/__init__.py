@@ -1,0 +1,37 @@
+"""Data sets, augmentation, sampling and subsets for pre-training."""
+
+from hpm.data.augmented import SeededTransformDataset, collate_skip_none
+from hpm.data.build import IMAGENET_MEAN, IMAGENET_STD, PretrainData, build_pretrain_data
+from hpm.data.fashion_mnist import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    ArrayImageDataset,
+    load_fashion_mnist,
+)
+from hpm.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset, check_readable, read_image
+from hpm.data.sampler import GlobalBatchSampler
+from hpm.data.subset import balanced_subset
+from hpm.data.transforms import build_eval_transform, build_pretrain_transform
+
+__all__ = [
+    "ArrayImageDataset",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "GlobalBatchSampler",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "ImageFolderDataset",
+    "PretrainData",
+    "SeededTransformDataset",
+    "balanced_subset",
+    "build_eval_transform",
+    "build_pretrain_data",
+    "build_pretrain_transform",
+    "check_readable",
+    "collate_skip_none",
+    "load_fashion_mnist",
+    "read_image",
+]

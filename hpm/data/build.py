@@ -1,0 +1,144 @@
+"""Build the pre-training data set described by a :class:`~hpm.config.DataConfig`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+from hpm.config import DataConfig
+from hpm.data.augmented import SeededTransformDataset
+from hpm.data.fashion_mnist import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    ArrayImageDataset,
+    load_fashion_mnist,
+)
+from hpm.data.folder import ImageFolderDataset, check_readable
+from hpm.data.subset import balanced_subset
+from hpm.data.transforms import build_pretrain_transform
+from hpm.errors import DataError
+
+IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
+_FASHION_MNIST_SPLITS: dict[str, Literal["train", "test"]] = {"train": "train", "test": "test", "val": "test"}
+
+
+@dataclass
+class PretrainData:
+    """A pre-training data set and what the model needs to know about it.
+
+    Attributes:
+        dataset: Augmented samples, indexed by ``(index, sample_seed)`` pairs.
+        base: The un-augmented data set ``dataset`` wraps (a ``Subset`` if ``data.subset``).
+        channels: Image channels (1 or 3).
+        num_classes: Number of classes of the full data set.
+        mean: Per-channel normalisation mean.
+        std: Per-channel normalisation standard deviation.
+        name: ``"fashion_mnist"`` or ``"folder"``.
+        num_images: Number of samples in ``dataset``.
+        labels: int64 labels ``[num_images]`` of ``dataset``'s samples.
+        classes: Class names, indexed by label.
+    """
+
+    dataset: SeededTransformDataset
+    base: Dataset
+    channels: int
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    name: str
+    num_images: int
+    labels: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    classes: tuple[str, ...] = ()
+
+
+def _stats(
+    given: Sequence[float] | None, default: tuple[float, ...], channels: int, key: str
+) -> tuple[float, ...]:
+    values = default if given is None else tuple(float(v) for v in given)
+    if len(values) != channels:
+        raise DataError(
+            f"data.{key} has {len(values)} entries but the images have {channels} channel(s); "
+            f"give one value per channel, e.g. data.{key}=[{', '.join(['0.5'] * channels)}]"
+        )
+    if key == "std" and any(v <= 0 for v in values):
+        raise DataError(f"data.std must be positive, got {list(values)}")
+    return values
+
+
+def _fashion_mnist(cfg: DataConfig, split: str) -> tuple[ArrayImageDataset, tuple[str, ...]]:
+    if split not in _FASHION_MNIST_SPLITS:
+        raise DataError(f"unknown split {split!r} for Fashion-MNIST; use train, val or test")
+    if cfg.channels == 3:
+        raise DataError("Fashion-MNIST is greyscale: data.channels must be 1 or null for it")
+    images, labels = load_fashion_mnist(cfg.root, _FASHION_MNIST_SPLITS[split])
+    return ArrayImageDataset(images, labels, len(FASHION_MNIST_CLASSES)), FASHION_MNIST_CLASSES
+
+
+def _folder(cfg: DataConfig, split: str) -> tuple[ImageFolderDataset, tuple[str, ...]]:
+    if cfg.data_dir is None:
+        raise DataError("data.dataset=folder needs data.data_dir=DIR (DIR/<split>/<class>/...)")
+    dataset = ImageFolderDataset(cfg.data_dir, split, channels=cfg.channels or 3)
+    check_readable(dataset)
+    return dataset, tuple(dataset.classes)
+
+
+def build_pretrain_data(
+    cfg: DataConfig, img_size: int, seed: int, split: str = "train"
+) -> PretrainData:
+    """Load the configured images, take the optional subset and attach the augmentation.
+
+    Args:
+        cfg: The ``data`` section of the run config.
+        img_size: Side of the square crops fed to the model.
+        seed: Run seed (chooses the subset).
+        split: ``"train"``, ``"val"`` or ``"test"`` (Fashion-MNIST maps val to test).
+
+    Returns:
+        The augmented data set and its description.
+
+    Raises:
+        DataError: The data is missing or unreadable, or the config does not fit it.
+    """
+    if cfg.dataset == "fashion_mnist":
+        full, classes = _fashion_mnist(cfg, split)
+        default_mean, default_std = FASHION_MNIST_MEAN, FASHION_MNIST_STD
+    else:
+        full, classes = _folder(cfg, split)
+        default_mean, default_std = (
+            (IMAGENET_MEAN, IMAGENET_STD) if full.channels == 3 else ((0.5,), (0.5,))
+        )
+    channels = full.channels
+    mean = _stats(cfg.mean, default_mean, channels, "mean")
+    std = _stats(cfg.std, default_std, channels, "std")
+
+    base: Dataset = full
+    labels = full.labels
+    if cfg.subset is not None:
+        if cfg.subset > len(full):
+            raise DataError(
+                f"data.subset={cfg.subset} is larger than the data set ({len(full)} images); "
+                "lower it or leave it unset"
+            )
+        indices = balanced_subset(full.labels, cfg.subset, seed)
+        base = Subset(full, indices.tolist())
+        labels = full.labels[indices]
+
+    transform = build_pretrain_transform(img_size, mean, std, cfg.crop_scale, cfg.hflip)
+    return PretrainData(
+        dataset=SeededTransformDataset(base, transform),
+        base=base,
+        channels=channels,
+        num_classes=full.num_classes,
+        mean=mean,
+        std=std,
+        name=cfg.dataset,
+        num_images=len(labels),
+        labels=labels,
+        classes=classes,
+    )

@@ -1,0 +1,169 @@
+"""Images on disk laid out as ``root/<split>/<class_name>/<image files>``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from hpm.errors import DataError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+)
+
+_LOG = logging.getLogger(__name__)
+_LAYOUT = "expected layout: ROOT/<split>/<class_name>/<image files> (e.g. ROOT/train/cat/001.jpg)"
+
+
+def _is_image_file(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _find_images(class_dir: Path) -> list[str]:
+    """Image files anywhere below ``class_dir``, in a deterministic (sorted) order."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [os.path.join(dirpath, f) for f in sorted(filenames) if _is_image_file(f)]
+    return found
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Map 16/32-bit integer images onto 0..255 (PIL's own conversion would clip them)."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        array = np.asarray(image).astype(np.int64)
+        if image.mode.startswith("I;16") or array.max(initial=0) > 255:
+            array = np.clip(array, 0, 65535) // 257
+        return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P" and "transparency" in image.info:
+        return image.convert("RGBA")  # avoids PIL's palette-transparency warning
+    return image
+
+
+def read_image(path: str | Path, channels: int) -> torch.Tensor:
+    """Decode one image file.
+
+    Args:
+        path: The image file.
+        channels: 1 for greyscale ("L"), 3 for RGB.
+
+    Returns:
+        A uint8 tensor ``[channels, H, W]``.
+
+    Raises:
+        Exception: Whatever PIL raises for a missing, truncated or undecodable file.
+    """
+    mode = "L" if channels == 1 else "RGB"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. EXIF or DecompressionBomb warnings
+        with Image.open(path) as image:
+            array = np.array(_to_8bit(image).convert(mode))  # [H, W] or [H, W, 3] uint8
+    tensor = torch.from_numpy(array)
+    if array.ndim == 2:
+        return tensor.unsqueeze(0)  # [1, H, W] uint8
+    return tensor.permute(2, 0, 1).contiguous()  # [3, H, W] uint8
+
+
+class ImageFolderDataset(Dataset):
+    """Labelled images from ``root/<split>/<class_name>/...``; unreadable files give ``None``.
+
+    Labels are indices into the sorted class folder names. Files are found recursively in
+    each class folder by extension (case-insensitive); hidden files and folders are ignored.
+
+    Args:
+        root: The data set root.
+        split: Sub-folder of ``root`` to read (``"train"``, ``"val"``, ...).
+        channels: 1 (greyscale) or 3 (RGB); every image is converted to it.
+
+    Raises:
+        DataError: The folders are missing, or hold no classes or no image files.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", channels: int = 3) -> None:
+        if channels not in (1, 3):
+            raise DataError(f"channels must be 1 or 3, got {channels}")
+        self.root = Path(root)
+        self.split = split
+        self.channels = channels
+        split_dir = self.root / split
+        if not self.root.is_dir():
+            raise DataError(f"image folder {self.root} does not exist; {_LAYOUT}")
+        if not split_dir.is_dir():
+            present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+            raise DataError(
+                f"split folder {split_dir} does not exist (sub-folders of {self.root}: "
+                f"{present or 'none'}); {_LAYOUT}"
+            )
+        self.classes: list[str] = sorted(
+            p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+        if not self.classes:
+            raise DataError(
+                f"{split_dir} holds no class folders; put each class's images in its own "
+                f"sub-folder; {_LAYOUT}"
+            )
+        self.samples: list[tuple[str, int]] = []
+        for label, name in enumerate(self.classes):
+            self.samples += [(path, label) for path in _find_images(split_dir / name)]
+        if not self.samples:
+            raise DataError(
+                f"no image files in the {len(self.classes)} class folders of {split_dir}; "
+                f"accepted extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}"
+            )
+        self.labels = np.array([label for _, label in self.samples], dtype=np.int64)  # [N]
+        self.num_classes = len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        """Return ``(image, label)`` (uint8 ``[C, H, W]``, int), or ``None`` if unreadable."""
+        path, label = self.samples[index]
+        try:
+            return read_image(path, self.channels), label
+        except Exception as exc:  # noqa: BLE001 - a bad file must never stop training
+            _LOG.debug("skipping unreadable image %s: %s", path, exc)
+            return None
+
+
+def check_readable(dataset: ImageFolderDataset, max_files: int = 64) -> None:
+    """Fail early when a data set's files cannot be decoded at all.
+
+    Opens up to ``max_files`` files spread evenly over the data set. Logs a warning if some
+    of them fail; a few corrupt files are tolerated (they are skipped during training).
+
+    Args:
+        dataset: The data set to probe.
+        max_files: How many files to try at most.
+
+    Raises:
+        DataError: None of the files checked could be read.
+    """
+    count = min(len(dataset.samples), max(1, max_files))
+    picks = np.unique(np.linspace(0, len(dataset.samples) - 1, num=count).round().astype(int))
+    failures: list[str] = []
+    for index in picks:
+        path = dataset.samples[int(index)][0]
+        try:
+            read_image(path, dataset.channels)
+        except Exception as exc:  # noqa: BLE001
+            failures.append(f"{path}: {type(exc).__name__}: {exc}")
+    if len(failures) == len(picks):
+        raise DataError(
+            f"none of the {len(picks)} files checked could be read, e.g. {failures[0]}; "
+            "check that the files are images and not e.g. Git LFS pointers or partial downloads"
+        )
+    if failures:
+        _LOG.warning(
+            "%d of %d image files checked could not be read and will be skipped, e.g. %s",
+            len(failures),
+            len(picks),
+            failures[0],
+        )

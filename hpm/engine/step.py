@@ -1,0 +1,236 @@
+"""One pre-training step, shared by the training loop and the benchmark.
+
+Stages in pipeline order: ``generate_mask`` (teacher scores on the full image, then the
+masking strategy), ``forward_backward`` (student forward, losses, backward) and
+``optimizer_step`` (clip, AdamW, EMA update of the teacher).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from typing import ContextManager, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from hpm.config import Config
+from hpm.engine.ema import EmaUpdater, build_teacher
+from hpm.engine.precision import Resolved, autocast, prefer_fused_attention
+from hpm.engine.ranking import spearman, top_fraction_overlap
+from hpm.losses import loss_prediction_loss, patch_targets, reconstruction_loss
+from hpm.masking import MaskIds, block_mask, hard_patch_mask, num_masked, random_mask
+from hpm.models.mae import MaskedAutoencoder
+
+
+class PhaseTimer:
+    """Wall time per named phase; synchronises the device around each phase when enabled."""
+
+    def __init__(self, device: torch.device, enabled: bool = False) -> None:
+        self.device = device
+        self.enabled = enabled
+        self.totals: dict[str, float] = defaultdict(float)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        self._sync()
+        start = time.perf_counter()
+        yield
+        self._sync()
+        self.totals[name] += time.perf_counter() - start
+
+    def reset(self) -> None:
+        self.totals.clear()
+
+
+class PretrainStep:
+    """Student, optional EMA teacher, optimizer and the per-step stages of MAE / HPM.
+
+    Args:
+        cfg: resolved config (``model.in_chans`` set).
+        model: the student; pass the DDP-wrapped module as ``ddp_model`` under torchrun.
+        optimizer: optimizer over the student's parameters.
+        device: compute device.
+        precision: resolved precision.
+        rank, world_size, batch_size: this rank's share of each global batch (the mask
+            randomness is drawn for the whole global batch so that any number of ranks
+            sees the same masks as one process).
+        ddp_model: the DDP wrapper, if any.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        model: MaskedAutoencoder,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        precision: Resolved,
+        rank: int = 0,
+        world_size: int = 1,
+        ddp_model: nn.Module | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.forward_model = ddp_model or model
+        self.optimizer = optimizer
+        self.device = device
+        self.precision = precision
+        self.rank = rank
+        self.world_size = world_size
+        self.batch_size = cfg.train.batch_size
+        self.num_patches = model.num_patches
+        self.num_mask = num_masked(self.num_patches, cfg.mask.ratio)
+        self.predictor = cfg.loss.predictor
+        if self.predictor != "none" and not model.has_predictor:
+            raise ValueError("loss.predictor is set but the model has no loss-predictor branch")
+        self.uses_teacher = cfg.mask.strategy == "hpm"
+        if self.uses_teacher and self.predictor == "none":
+            raise ValueError(
+                "mask.strategy=hpm needs a loss predictor to score patches; "
+                "set loss.predictor=relative or absolute (or use mask.strategy=random)"
+            )
+        model.set_fused_attention(prefer_fused_attention(device, precision))
+        self.teacher: MaskedAutoencoder | None = None
+        self.ema: EmaUpdater | None = None
+        if self.uses_teacher:
+            self.teacher = build_teacher(model)
+            self.ema = EmaUpdater(self.teacher, model)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(cfg.train.seed)  # same on every rank: global-batch masks
+        self.timer = PhaseTimer(device)
+
+    # ----------------------------------------------------------------- helpers
+    def autocast(self) -> ContextManager[object]:
+        return autocast(self.device, self.precision)
+
+    def _global_rows(self, n_local: int) -> tuple[int, int, int]:
+        start = self.rank * self.batch_size
+        return self.batch_size * self.world_size, start, start + n_local
+
+    # ----------------------------------------------------------------- stages
+    @torch.no_grad()
+    def teacher_scores(self, images: Tensor) -> Tensor:
+        """Teacher's predicted loss for every patch of the full images. [N, C, H, W] -> [N, L]."""
+        assert self.teacher is not None
+        with self.timer("teacher"), self.autocast():
+            return self.teacher.score_patches(images).float()
+
+    @torch.no_grad()
+    def generate_mask(self, images: Tensor, num_hard: int = 0) -> tuple[MaskIds, Tensor | None]:
+        """Masks for this rank's images, plus the teacher scores that chose them (HPM).
+
+        Args:
+            images: [N, C, H, W] on the device.
+            num_hard: H, patches per image chosen by the teacher (HPM only).
+
+        Returns:
+            (MaskIds with [N, L-K] / [N, K] indices, teacher scores [N, L] or None).
+        """
+        n_global, lo, hi = self._global_rows(images.shape[0])
+        scores = self.teacher_scores(images) if self.uses_teacher else None
+        with self.timer("masks"):
+            strategy = self.cfg.mask.strategy
+            if strategy == "block":
+                grid = self.model.grid_size
+                masks = block_mask(
+                    n_global, grid, self.num_mask, self.generator, self.device,
+                    self.cfg.mask.block_min_patches, self.cfg.mask.block_aspect,
+                ).rows(lo, hi)
+            else:
+                noise = torch.rand(
+                    n_global, self.num_patches, generator=self.generator, device=self.device
+                )[lo:hi]  # [N, L]
+                if strategy == "hpm":
+                    assert scores is not None
+                    key = scores if self.cfg.mask.select == "hardest" else -scores
+                    masks = hard_patch_mask(key, noise, self.num_mask, num_hard)
+                else:
+                    masks = random_mask(noise, self.num_mask)
+        return masks, scores
+
+    def forward_backward(
+        self,
+        images: Tensor,
+        masks: MaskIds,
+        teacher_scores: Tensor | None = None,
+        loss_scale: float = 1.0,
+        want_metrics: bool = False,
+        sync_grads: bool = True,
+    ) -> dict[str, Tensor]:
+        """Student forward, losses and backward for one micro-batch.
+
+        Returns detached device tensors: ``loss``, ``loss_rec``, ``loss_pred`` and, when
+        ``want_metrics``, ``pred_spearman``, ``pred_top25`` and ``teacher_spearman``.
+        """
+        no_sync = (
+            self.forward_model.no_sync
+            if not sync_grads and hasattr(self.forward_model, "no_sync")
+            else contextlib.nullcontext
+        )
+        with no_sync():
+            with self.timer("forward"):
+                with self.autocast():
+                    out = self.forward_model(images, masks.ids_keep, masks.ids_mask)
+                patches = self.model.patchify(images)  # [N, L, P]
+                idx = masks.ids_mask.unsqueeze(-1).expand(-1, -1, patches.shape[-1])
+                target = patch_targets(torch.gather(patches, 1, idx), self.cfg.model.norm_pix_loss)
+                loss_rec, per_patch = reconstruction_loss(out.pred, target)  # [], [N, K]
+                loss = loss_rec
+                loss_pred = torch.zeros((), device=self.device)
+                masked_scores = None
+                if self.predictor != "none":
+                    assert out.scores is not None
+                    masked_scores = torch.gather(out.scores, 1, masks.ids_mask)  # [N, K]
+                    loss_pred = loss_prediction_loss(self.predictor, masked_scores, per_patch)
+                    loss = loss_rec + self.cfg.loss.weight * loss_pred
+            with self.timer("backward"):
+                self.scaler.scale(loss * loss_scale).backward()
+        result = {"loss": loss.detach(), "loss_rec": loss_rec.detach(), "loss_pred": loss_pred.detach()}
+        if want_metrics:
+            with torch.no_grad():
+                real = per_patch.detach()
+                if masked_scores is not None:
+                    pred = masked_scores.detach().float()
+                    result["pred_spearman"] = spearman(pred, real).mean()
+                    result["pred_top25"] = top_fraction_overlap(pred, real, 0.25).mean()
+                if teacher_scores is not None:
+                    t = torch.gather(teacher_scores, 1, masks.ids_mask)
+                    result["teacher_spearman"] = spearman(t, real).mean()
+        return result
+
+    def optimizer_step(self, ema_decay: float | None = None) -> None:
+        """Clip (if configured), step the optimizer, clear gradients, update the EMA teacher."""
+        with self.timer("optimizer"):
+            if self.cfg.train.clip_grad is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None and ema_decay is not None:
+            with self.timer("ema"):
+                self.ema.update(ema_decay)
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, object]:
+        """Optimizer, scaler and mask-generator state (weights are saved separately)."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "mask_generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[arg-type]
+        self.scaler.load_state_dict(state["scaler"])  # type: ignore[arg-type]
+        self.generator.set_state(state["mask_generator"])  # type: ignore[arg-type]

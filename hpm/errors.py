@@ -1,0 +1,21 @@
+"""Errors that carry a message meant for the user (printed by the CLI without a traceback)."""
+
+
+class HpmError(Exception):
+    """Base class: something the user can fix; the message says what to do."""
+
+
+class ConfigError(HpmError):
+    """An unknown config key or an invalid value."""
+
+
+class DataError(HpmError):
+    """A data set that is missing, empty or unreadable."""
+
+
+class CheckpointError(HpmError):
+    """A checkpoint that is missing, corrupt or of another architecture."""
+
+
+class NonFiniteLossError(HpmError):
+    """Training produced a NaN or infinite loss."""

@@ -1,0 +1,12 @@
+"""Masking strategies: pure functions that return which patches are kept and which are masked."""
+
+from hpm.masking.block import block_mask
+from hpm.masking.hard import hard_patch_mask
+from hpm.masking.ids import MaskIds, num_masked, split_by_order
+from hpm.masking.random import random_mask
+from hpm.masking.schedule import alpha_at, num_hard_patches
+
+__all__ = [
+    "MaskIds", "alpha_at", "block_mask", "hard_patch_mask", "num_hard_patches", "num_masked",
+    "random_mask", "split_by_order",
+]

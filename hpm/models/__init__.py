@@ -1,0 +1,5 @@
+"""Models: the masked autoencoder with its loss-predictor branch."""
+
+from hpm.models.mae import MaeOutput, MaskedAutoencoder, build_model
+
+__all__ = ["MaeOutput", "MaskedAutoencoder", "build_model"]

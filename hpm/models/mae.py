@@ -1,0 +1,214 @@
+"""Masked autoencoder with HPM's loss-predictor branch.
+
+The encoder's parameter names match timm's ``VisionTransformer`` (``patch_embed``, ``cls_token``,
+``pos_embed``, ``blocks``, ``norm``) so it exports to ``timm.create_model`` unchanged.
+Two decoders of the same shape share the decoder input projection, mask token and decoder
+position embeddings: the reconstructor (``decoder_*``) predicts the pixels of masked patches,
+the loss predictor (``predictor_*``) outputs one score per patch (HPM).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import torch
+from timm.layers import PatchEmbed
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+from hpm.config import ModelConfig
+from hpm.models.pos_embed import sincos_pos_embed_with_cls
+
+_norm = partial(nn.LayerNorm, eps=1e-6)
+
+
+class MaeOutput(NamedTuple):
+    """What one student forward pass returns."""
+
+    pred: Tensor  # [N, K, P] reconstruction of the masked patches (P = patch_size² · C)
+    scores: Tensor | None  # [N, L] loss-predictor scores for every patch, or None
+
+
+def _blocks(dim: int, depth: int, heads: int, mlp_ratio: float) -> nn.ModuleList:
+    return nn.ModuleList(
+        Block(dim, heads, mlp_ratio, qkv_bias=True, norm_layer=_norm) for _ in range(depth)
+    )
+
+
+class MaskedAutoencoder(nn.Module):
+    """ViT masked autoencoder (MAE) with an optional loss-predictor decoder (HPM).
+
+    Args:
+        cfg: resolved model config (``in_chans`` must be set).
+        loss_predictor: build the loss-predictor branch.
+    """
+
+    def __init__(self, cfg: ModelConfig, loss_predictor: bool = True) -> None:
+        super().__init__()
+        if cfg.in_chans is None:
+            raise ValueError("model.in_chans must be resolved before building the model")
+        self.cfg = cfg
+        self.patch_size = cfg.patch_size
+        self.in_chans = cfg.in_chans
+        # --- encoder (timm VisionTransformer names) ---
+        self.patch_embed = PatchEmbed(cfg.img_size, cfg.patch_size, cfg.in_chans, cfg.embed_dim)
+        self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)  # type: ignore[assignment]
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
+        self.register_buffer("pos_embed", sincos_pos_embed_with_cls(self.grid_size, cfg.embed_dim))
+        self.blocks = _blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio)
+        self.norm = _norm(cfg.embed_dim)
+        # --- shared decoder input ---
+        dd = cfg.decoder_embed_dim
+        self.decoder_embed = nn.Linear(cfg.embed_dim, dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
+        self.register_buffer("decoder_pos_embed", sincos_pos_embed_with_cls(self.grid_size, dd))
+        # --- reconstructor ---
+        self.decoder_blocks: nn.ModuleList | None = _blocks(
+            dd, cfg.decoder_depth, cfg.decoder_num_heads, cfg.mlp_ratio
+        )
+        self.decoder_norm: nn.Module | None = _norm(dd)
+        self.decoder_pred: nn.Module | None = nn.Linear(dd, cfg.patch_size**2 * cfg.in_chans)
+        # --- loss predictor (HPM) ---
+        self.has_predictor = loss_predictor
+        if loss_predictor:
+            self.predictor_blocks = _blocks(
+                dd,
+                cfg.predictor_depth or cfg.decoder_depth,
+                cfg.predictor_num_heads or cfg.decoder_num_heads,
+                cfg.mlp_ratio,
+            )
+            self.predictor_norm = _norm(dd)
+            self.predictor_pred = nn.Linear(dd, 1)
+        self._init_weights()
+
+    # ------------------------------------------------------------------ init
+    def _init_weights(self) -> None:
+        w = self.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def set_fused_attention(self, enabled: bool) -> None:
+        """Use PyTorch's fused attention kernel (True) or plain matmul attention (False)."""
+        for module in self.modules():
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = enabled
+
+    def drop_reconstructor(self) -> None:
+        """Remove the reconstruction decoder (an EMA teacher only scores patches)."""
+        self.decoder_blocks = self.decoder_norm = self.decoder_pred = None
+
+    # ------------------------------------------------------------ patches
+    def patchify(self, imgs: Tensor) -> Tensor:
+        """[N, C, H, W] -> [N, L, p*p*C] (row-major patches, channels last within a patch)."""
+        p = self.patch_size
+        n, c, h, w = imgs.shape
+        x = imgs.reshape(n, c, h // p, p, w // p, p)
+        x = torch.einsum("nchpwq->nhwpqc", x)
+        return x.reshape(n, (h // p) * (w // p), p * p * c)
+
+    def unpatchify(self, x: Tensor) -> Tensor:
+        """[N, L, p*p*C] -> [N, C, H, W] (inverse of :meth:`patchify`)."""
+        p, c = self.patch_size, self.in_chans
+        gh, gw = self.grid_size
+        x = x.reshape(x.shape[0], gh, gw, p, p, c)
+        x = torch.einsum("nhwpqc->nchpwq", x)
+        return x.reshape(x.shape[0], c, gh * p, gw * p)
+
+    # ------------------------------------------------------------ stages
+    def forward_encoder(self, imgs: Tensor, ids_keep: Tensor | None = None) -> Tensor:
+        """Encode the visible patches (all patches when ``ids_keep`` is None).
+
+        Args:
+            imgs: [N, C, H, W].
+            ids_keep: [N, Lk] indices of the visible patches.
+
+        Returns:
+            [N, 1 + Lk, D] normalised tokens, class token first.
+        """
+        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]  # [N, L, D]
+        if ids_keep is not None:
+            x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+    def forward_decoder_input(self, latent: Tensor, ids_restore: Tensor | None = None) -> Tensor:
+        """Project encoder tokens, insert mask tokens, add decoder position embeddings.
+
+        Args:
+            latent: [N, 1 + Lk, D] encoder output.
+            ids_restore: [N, L] position in (visible ++ masked) order of each patch;
+                None when every patch was visible.
+
+        Returns:
+            [N, 1 + L, Dd] decoder input (shared by both decoders).
+        """
+        x = self.decoder_embed(latent)
+        if ids_restore is not None:
+            n, l = ids_restore.shape
+            masks = self.mask_token.expand(n, l + 1 - x.shape[1], -1)
+            tokens = torch.cat([x[:, 1:], masks], dim=1)  # [N, L, Dd] visible then masked
+            tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+            x = torch.cat([x[:, :1], tokens], dim=1)
+        return x + self.decoder_pos_embed
+
+    def forward_decoder(self, x: Tensor, ids_mask: Tensor) -> Tensor:
+        """Reconstructor: [N, 1 + L, Dd] -> [N, K, p*p*C] predictions for the masked patches."""
+        if self.decoder_blocks is None:
+            raise RuntimeError("this model has no reconstruction decoder (it is a teacher)")
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        x = self.decoder_norm(x[:, 1:])  # [N, L, Dd]
+        x = torch.gather(x, 1, ids_mask.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        return self.decoder_pred(x)
+
+    def forward_loss_predictor(self, x: Tensor) -> Tensor:
+        """Loss predictor: [N, 1 + L, Dd] -> [N, L] predicted (relative) reconstruction loss."""
+        if not self.has_predictor:
+            raise RuntimeError("this model was built without a loss predictor")
+        for blk in self.predictor_blocks:
+            x = blk(x)
+        return self.predictor_pred(self.predictor_norm(x[:, 1:])).squeeze(-1)
+
+    def forward(self, imgs: Tensor, ids_keep: Tensor, ids_mask: Tensor) -> MaeOutput:
+        """Student pass: encode visible patches, reconstruct masked ones, score every patch.
+
+        Args:
+            imgs: [N, C, H, W].
+            ids_keep: [N, L - K] visible patch indices.
+            ids_mask: [N, K] masked patch indices.
+        """
+        ids_restore = torch.argsort(torch.cat([ids_keep, ids_mask], dim=1), dim=1)  # [N, L]
+        latent = self.forward_encoder(imgs, ids_keep)
+        x = self.forward_decoder_input(latent, ids_restore)
+        pred = self.forward_decoder(x, ids_mask)
+        scores = self.forward_loss_predictor(x) if self.has_predictor else None
+        return MaeOutput(pred, scores)
+
+    @torch.no_grad()
+    def score_patches(self, imgs: Tensor) -> Tensor:
+        """Teacher pass on the full image: encoder + loss predictor only. [N, C, H, W] -> [N, L]."""
+        x = self.forward_decoder_input(self.forward_encoder(imgs))
+        return self.forward_loss_predictor(x)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names excluded from weight decay besides biases and norms."""
+        return {"cls_token", "mask_token"}
+
+
+def build_model(cfg: ModelConfig, loss_predictor: bool = True) -> MaskedAutoencoder:
+    """Build the model of a resolved config."""
+    return MaskedAutoencoder(cfg, loss_predictor=loss_predictor)
