@@ -13,8 +13,8 @@ from torch.utils.tensorboard import SummaryWriter
 LOG = logging.getLogger("hpm")
 
 
-def setup_logging(run_dir: Path | None = None, is_main: bool = True) -> None:
-    """Console logging (rank 0 only) and, when a run directory is given, ``train.log`` there."""
+def setup_logging(is_main: bool = True) -> None:
+    """Console logging (rank 0 only)."""
     LOG.setLevel(logging.INFO if is_main else logging.WARNING)
     LOG.propagate = False
     for h in list(LOG.handlers):
@@ -23,11 +23,14 @@ def setup_logging(run_dir: Path | None = None, is_main: bool = True) -> None:
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     LOG.addHandler(console)
-    if run_dir is not None and is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        file = logging.FileHandler(run_dir / "train.log")
-        file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        LOG.addHandler(file)
+
+
+def log_to_file(path: Path) -> None:
+    """Also append the log to ``path`` (e.g. ``RUN_DIR/train.log``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = logging.FileHandler(path)
+    file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    LOG.addHandler(file)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

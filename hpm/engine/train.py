@@ -24,7 +24,7 @@ from hpm.engine.checkpoint import (
     set_rng_state,
 )
 from hpm.engine.ema import ema_decay_at
-from hpm.engine.logger import LOG, MetricsLogger, setup_logging
+from hpm.engine.logger import LOG, MetricsLogger, log_to_file, setup_logging
 from hpm.engine.optim import absolute_lr, build_lr_schedule, build_optimizer, effective_batch
 from hpm.engine.precision import resolve_device, resolve_precision
 from hpm.engine.step import PretrainStep
@@ -82,7 +82,7 @@ def pretrain(cfg: Config) -> RunSummary:
     device = resolve_device(cfg.train.device, dist.local_rank)
     precision = resolve_precision(cfg.train.precision, device)
     run_dir = Path(cfg.output_dir)
-    setup_logging(run_dir if dist.is_main else None, dist.is_main)
+    setup_logging(dist.is_main)
     try:
         return _pretrain(cfg, run_dir, device, precision, dist)
     finally:
@@ -136,8 +136,9 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
         set_rng_state(state["rng"])
         start_step = int(state["step"])
         LOG.info("resuming from %s (step %d of %d)", ckpt, start_step, total_steps)
-    if dist.is_main:
+    if dist.is_main:  # nothing is written before the data, config and checkpoint are known good
         run_dir.mkdir(parents=True, exist_ok=True)
+        log_to_file(run_dir / "train.log")
         save_config(cfg, run_dir / "config.yaml")
     metrics = MetricsLogger(run_dir, dist.is_main, resume_step=start_step if ckpt else None)
 
@@ -234,6 +235,7 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
                 record = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"]}
                 record.update({k: float(v) for k, v in zip(keys, values.tolist())})
                 record["img_per_s"] = window_images / max(elapsed, 1e-9)
+                record["skipped_images"] = int(D.all_reduce_sum(torch.tensor([skipped], device=device)).item())
                 if cfg.mask.strategy == "hpm":
                     record["alpha"] = alpha
                     record["num_hard"] = num_hard
@@ -254,8 +256,12 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
         LOG.warning("%d unreadable image(s) were skipped (see the data set for corrupt files)", skipped_total)
     if dist.is_main:
         LOG.info(
-            "done: %d steps. Run directory %s: config.yaml, metrics.jsonl, tensorboard/ "
-            "(tensorboard --logdir %s), checkpoint %s",
-            step, run_dir, run_dir / "tensorboard", last_ckpt,
+            "done: %d steps, final loss %s. Outputs in %s:\n"
+            "  config.yaml        resolved config\n"
+            "  metrics.jsonl      one record per %d steps (tensorboard --logdir %s)\n"
+            "  train.log          this log\n"
+            "  %s  newest checkpoint (re-running the same command resumes from it)",
+            step, f"{last_loss:.4f}" if last_loss is not None else "n/a", run_dir, tc.log_every,
+            run_dir / "tensorboard", last_ckpt.relative_to(run_dir) if last_ckpt else "checkpoints/",
         )
     return RunSummary(run_dir, last_ckpt, step, last_loss, skipped_total)

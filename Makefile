@@ -1,0 +1,20 @@
+# The two quick-start commands: `make pretrain` (main job) and `make test`. Each installs first.
+PYTHON ?= python3
+RUN ?= runs/fmnist-hpm
+
+.PHONY: install pretrain test test-slow bench
+
+install:
+	PYTHON=$(PYTHON) bash scripts/install.sh
+
+pretrain: install
+	hpm pretrain --output-dir $(RUN)
+
+test: install
+	$(PYTHON) -m pytest -q
+
+test-slow: install
+	$(PYTHON) -m pytest -q -m slow
+
+bench: install
+	hpm bench --preset vit_b16 --batch-size 8 --precision fp32,bf16

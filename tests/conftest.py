@@ -1,0 +1,33 @@
+"""Fixtures shared by the end-to-end tests: a tiny model and the installed Fashion-MNIST."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpm.config import FASHION_MNIST_ROOT
+
+HAVE_FASHION_MNIST = (Path(FASHION_MNIST_ROOT) / "train-images-idx3-ubyte.gz").is_file()
+needs_fmnist = pytest.mark.skipif(
+    not HAVE_FASHION_MNIST, reason="Debian package dataset-fashion-mnist is not installed"
+)
+
+
+def tiny_overrides(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """Config overrides for a small, quick run on a Fashion-MNIST subset in ``tmp_path``."""
+    base: dict[str, Any] = {
+        "model": {"embed_dim": 64, "depth": 2, "num_heads": 2, "decoder_embed_dim": 32,
+                  "decoder_depth": 1, "decoder_num_heads": 2},
+        "data": {"subset": 256, "num_workers": 0},
+        "train": {"epochs": 2, "batch_size": 32, "log_every": 1, "precision": "fp32",
+                  "warmup_epochs": 0.5, "blr": 1.5e-3},
+        "output_dir": str(tmp_path / "run"),
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            base.setdefault(section, {}).update(values)
+        else:
+            base[section] = values
+    return base

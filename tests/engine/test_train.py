@@ -1,0 +1,193 @@
+"""End-to-end pre-training on a Fashion-MNIST subset: learning, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from hpm.config import build_config
+from hpm.engine.checkpoint import latest_checkpoint, list_checkpoints, load_state
+from hpm.engine.logger import read_metrics
+from hpm.engine.train import pretrain
+from hpm.errors import ConfigError, DataError, NonFiniteLossError
+from tests.conftest import needs_fmnist, tiny_overrides
+
+
+def _losses(run: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in read_metrics(run / "metrics.jsonl")]
+
+
+@needs_fmnist
+def test_mae_run_learns_and_writes_run_dir(tmp_path: Path) -> None:
+    cfg = build_config(overrides=tiny_overrides(
+        tmp_path, mask={"strategy": "random"}, loss={"predictor": "none"},
+        data={"subset": 512}, train={"epochs": 3},
+    ))
+    summary = pretrain(cfg)
+    run = Path(cfg.output_dir)
+    records = read_metrics(run / "metrics.jsonl")
+    assert len(records) == summary.steps == 3 * (512 // 32)
+    for key in ("epoch", "step", "loss", "lr", "img_per_s"):
+        assert key in records[0]
+    first = np.mean([r["loss"] for r in records[:3]])
+    last = np.mean([r["loss"] for r in records[-3:]])
+    assert last < 0.9 * first, (first, last)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["in_chans"] == 1 and saved["mask"]["strategy"] == "random"
+    assert any((run / "tensorboard").iterdir())
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None and (ckpt / "model.safetensors").is_file()
+    assert not (ckpt / "teacher.safetensors").exists()  # MAE has no teacher
+    state = load_state(ckpt)
+    assert state["step"] == summary.steps and state["config"]["train"]["epochs"] == 3
+    assert len(list_checkpoints(run)) == 2  # keep_ckpts
+
+
+@needs_fmnist
+def test_hpm_predictor_learns_to_rank(tmp_path: Path) -> None:
+    cfg = build_config(overrides=tiny_overrides(
+        tmp_path, data={"subset": 1024}, train={"epochs": 3, "batch_size": 64},
+        model={"decoder_depth": 2},
+    ))
+    pretrain(cfg)
+    run = Path(cfg.output_dir)
+    records = read_metrics(run / "metrics.jsonl")
+    for key in ("loss_rec", "loss_pred", "alpha", "num_hard", "pred_spearman", "pred_top25",
+                "teacher_spearman"):
+        assert key in records[-1], key
+    assert records[-1]["alpha"] == pytest.approx(0.5)
+    assert records[0]["alpha"] == pytest.approx(0.5 / 3)
+    assert records[-1]["num_hard"] == int(48 * 0.5)
+    late = np.mean([r["pred_spearman"] for r in records[-8:]])
+    assert late > 0.2, f"predictor ranks no better than chance: {late:.3f}"
+    assert (latest_checkpoint(run) / "teacher.safetensors").is_file()
+
+
+@needs_fmnist
+def test_second_run_resumes_instead_of_restarting(tmp_path: Path) -> None:
+    overrides = tiny_overrides(tmp_path, train={"epochs": 1})
+    pretrain(build_config(overrides=overrides))
+    run = Path(overrides["output_dir"])
+    before = (run / "metrics.jsonl").read_text()
+    summary = pretrain(build_config(overrides=overrides))
+    assert summary.steps == 8
+    assert (run / "metrics.jsonl").read_text() == before  # nothing repeated
+
+
+def _cli(tmp: Path, overrides: dict, extra: list[str] = ()) -> list[str]:
+    args = [sys.executable, "-m", "hpm.cli", "pretrain", "--output-dir", overrides["output_dir"]]
+    for section in ("model", "data", "train", "mask", "loss"):
+        for key, value in overrides.get(section, {}).items():
+            args.append(f"{section}.{key}={json.dumps(value)}")
+    return args + list(extra)
+
+
+@needs_fmnist
+def test_interrupted_run_resumes_with_identical_losses(tmp_path: Path) -> None:
+    """Kill a run (SIGKILL) after a mid-epoch checkpoint; the resumed run matches a clean one."""
+    common = {"train": {"epochs": 3, "ckpt_every_steps": 3}}
+    clean = tiny_overrides(tmp_path / "clean", **common)
+    pretrain(build_config(overrides=clean))
+    reference = _losses(Path(clean["output_dir"]))
+
+    broken = tiny_overrides(tmp_path / "broken", **common)
+    run = Path(broken["output_dir"])
+    env = {**os.environ, "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
+    proc = subprocess.Popen(_cli(tmp_path, broken), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        ckpts = list_checkpoints(run)
+        if ckpts and load_state(ckpts[-1])["step"] >= 9:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_state(latest_checkpoint(run))["step"]
+    assert 0 < killed_at < 24, "the run must be interrupted part-way"
+    subprocess.run(_cli(tmp_path, broken), env=env, check=True, capture_output=True)
+    resumed = _losses(run)
+    assert [s for s, _ in resumed] == [s for s, _ in reference]  # no lost or repeated step
+    np.testing.assert_allclose([v for _, v in resumed], [v for _, v in reference], rtol=1e-5)
+
+
+@needs_fmnist
+def test_resume_with_other_config_is_refused(tmp_path: Path) -> None:
+    overrides = tiny_overrides(tmp_path, train={"epochs": 1})
+    pretrain(build_config(overrides=overrides))
+    changed = tiny_overrides(tmp_path, train={"epochs": 1, "blr": 1e-3})
+    with pytest.raises(ConfigError, match="train.blr"):
+        pretrain(build_config(overrides=changed))
+    assert latest_checkpoint(Path(overrides["output_dir"])) is not None  # nothing lost
+
+
+@needs_fmnist
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    overrides = tiny_overrides(
+        tmp_path, mask={"strategy": "random"}, loss={"predictor": "none"},
+        train={"epochs": 4, "blr": 1e9, "warmup_epochs": 0, "ckpt_every_steps": 1},
+    )
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+.*last good checkpoint"):
+        pretrain(build_config(overrides=overrides))
+    run = Path(overrides["output_dir"])
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None
+    import torch
+    from safetensors.torch import load_file
+
+    weights = load_file(str(ckpt / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_missing_fashion_mnist_names_the_package(tmp_path: Path) -> None:
+    overrides = tiny_overrides(tmp_path, data={"root": str(tmp_path / "nowhere")})
+    with pytest.raises(DataError, match="dataset-fashion-mnist"):
+        pretrain(build_config(overrides=overrides))
+    assert not Path(overrides["output_dir"]).exists()  # nothing written
+
+
+def _folder(root: Path, n_per_class: int = 40, corrupt: int = 0) -> Path:
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        d = root / "train" / label
+        d.mkdir(parents=True)
+        for i in range(n_per_class):
+            size = (20 + i % 7, 18 + i % 5)
+            Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    for i in range(corrupt):
+        (root / "train" / "a" / f"bad{i}.png").write_bytes(b"not an image" * 10)
+    return root
+
+
+def test_image_folder_with_corrupt_files_is_skipped_and_counted(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "imgs", corrupt=3)
+    overrides = tiny_overrides(
+        tmp_path, data={"data_dir": str(root), "subset": None},
+        model={"img_size": 16, "patch_size": 4}, train={"epochs": 2, "batch_size": 16},
+    )
+    summary = pretrain(build_config(overrides=overrides))
+    assert summary.skipped_images == 2 * 3  # each corrupt file, once per epoch
+    records = read_metrics(Path(overrides["output_dir"]) / "metrics.jsonl")
+    assert records[-1]["skipped_images"] == summary.skipped_images
+    saved = yaml.safe_load((Path(overrides["output_dir"]) / "config.yaml").read_text())
+    assert saved["model"]["in_chans"] == 3 and saved["data"]["dataset"] == "folder"
+
+
+def test_all_files_unreadable_is_a_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    (root / "train" / "a").mkdir(parents=True)
+    for i in range(5):
+        (root / "train" / "a" / f"{i}.jpg").write_bytes(b"\x00garbage")
+    overrides = tiny_overrides(tmp_path, data={"data_dir": str(root), "subset": None})
+    with pytest.raises(DataError, match="could be read"):
+        pretrain(build_config(overrides=overrides))
