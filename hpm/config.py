@@ -55,6 +55,8 @@ class ModelConfig(_Section):
         ):
             if dim % heads:
                 raise ValueError(f"{name}: {dim} is not divisible by {heads}")
+            if dim % 4:
+                raise ValueError(f"{name}: width {dim} must be divisible by 4 (2-D sin-cos position embedding)")
         return self
 
 

@@ -47,10 +47,13 @@ def atomic_write_text(path: Path, text: str) -> None:
 def rng_state() -> dict[str, Any]:
     """The global RNG states of Python, NumPy, torch (CPU and CUDA)."""
     np_state = np.random.get_state()
+    py_state = random.getstate()
     state: dict[str, Any] = {
-        "python": list(random.getstate()[1]),
+        "python": list(py_state[1]),
+        "python_gauss": py_state[2],
         "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
         "numpy_pos": int(np_state[2]),
+        "numpy_gauss": [int(np_state[3]), float(np_state[4])],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -60,8 +63,11 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` returned."""
-    random.setstate((3, tuple(state["python"]), None))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(state["python"]), state.get("python_gauss")))
+    has_gauss, gauss = state.get("numpy_gauss", (0, 0.0))
+    np.random.set_state(
+        ("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], has_gauss, gauss)
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -138,8 +144,11 @@ def load_state(ckpt: Path) -> dict[str, Any]:
         state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
         raise CheckpointError(f"cannot read {ckpt / 'state.pt'}: {exc}") from exc
-    if state.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{ckpt} has checkpoint format {state.get('format')}, expected {FORMAT_VERSION}")
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"{ckpt / 'state.pt'} is not an hpm checkpoint of format {FORMAT_VERSION} (found format {found})"
+        )
     return state
 
 

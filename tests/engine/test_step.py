@@ -1,0 +1,184 @@
+"""PretrainStep: masks, forward/backward and optimizer step for random, block and HPM masking."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hpm.config import build_config
+from hpm.engine.optim import build_optimizer
+from hpm.engine.step import PretrainStep
+from hpm.masking import MaskIds
+from hpm.models import build_model
+
+CPU = torch.device("cpu")
+L, K = 64, 48  # small preset: 8x8 patches, ratio 0.75
+
+
+def _cfg(strategy: str = "hpm", predictor: str = "relative", batch: int = 4, **extra):
+    overrides = {
+        "model": {"in_chans": 1, "depth": 2, "decoder_depth": 2},
+        "mask": {"strategy": strategy},
+        "loss": {"predictor": predictor},
+        "train": {"batch_size": batch, "seed": 3},
+    }
+    for key, value in extra.items():
+        overrides[key] = {**overrides.get(key, {}), **value}
+    return build_config(overrides=overrides)
+
+
+def _step(strategy: str = "hpm", predictor: str = "relative", batch: int = 4, rank: int = 0,
+          world_size: int = 1, seed: int = 0, **extra) -> PretrainStep:
+    cfg = _cfg(strategy, predictor, batch, **extra)
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, loss_predictor=predictor != "none")
+    opt = build_optimizer(model, cfg.train, lr=1e-3)
+    return PretrainStep(cfg, model, opt, CPU, "fp32", rank=rank, world_size=world_size)
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def _assert_masks(masks: MaskIds, n: int) -> None:
+    assert masks.ids_mask.shape == (n, K) and masks.ids_keep.shape == (n, L - K)
+    both = torch.cat([masks.ids_keep, masks.ids_mask], 1).sort(1).values
+    torch.testing.assert_close(both, torch.arange(L).expand(n, -1))
+
+
+@pytest.mark.parametrize("strategy", ["random", "block", "hpm"])
+def test_full_step(strategy: str) -> None:
+    step = _step(strategy)
+    assert (step.teacher is not None) == (strategy == "hpm")
+    imgs = _images(4)
+    masks, scores = step.generate_mask(imgs, num_hard=12 if strategy == "hpm" else 0)
+    _assert_masks(masks, 4)
+    if strategy == "hpm":
+        assert scores is not None and scores.shape == (4, L) and scores.dtype == torch.float32
+        top = scores.topk(12, dim=1).indices
+        assert bool(masks.as_bool(L).gather(1, top).all()), "the teacher's hardest patches are masked"
+    else:
+        assert scores is None
+    before = {n: p.detach().clone() for n, p in step.model.named_parameters()}
+    out = step.forward_backward(imgs, masks, scores, want_metrics=True)
+    expected_keys = {"loss", "loss_rec", "loss_pred", "pred_spearman", "pred_top25"}
+    if strategy == "hpm":
+        expected_keys.add("teacher_spearman")
+    assert set(out) == expected_keys
+    for key, value in out.items():
+        assert value.shape == () and torch.isfinite(value) and not value.requires_grad, key
+    torch.testing.assert_close(out["loss"], out["loss_rec"] + step.cfg.loss.weight * out["loss_pred"])
+    assert out["loss_pred"] > 0
+    for key in ("pred_spearman", "teacher_spearman"):
+        if key in out:
+            assert -1.0 <= float(out[key]) <= 1.0
+    assert 0.0 <= float(out["pred_top25"]) <= 1.0
+    assert step.model.blocks[0].attn.qkv.weight.grad is not None
+    step.optimizer_step(ema_decay=0.9)
+    assert all(p.grad is None for p in step.model.parameters())  # cleared
+    changed = [n for n, p in step.model.named_parameters() if not torch.equal(p, before[n])]
+    assert "blocks.0.attn.qkv.weight" in changed and "decoder_pred.weight" in changed
+    assert "predictor_pred.weight" in changed
+
+
+def test_loss_weight_and_metrics_off() -> None:
+    step = _step("random", loss={"weight": 0.25})
+    imgs = _images(4, seed=1)
+    masks, _ = step.generate_mask(imgs)
+    out = step.forward_backward(imgs, masks)
+    assert set(out) == {"loss", "loss_rec", "loss_pred"}
+    torch.testing.assert_close(out["loss"], out["loss_rec"] + 0.25 * out["loss_pred"])
+
+
+def test_absolute_predictor_and_no_predictor() -> None:
+    step = _step("hpm", "absolute")
+    imgs = _images(4, seed=2)
+    masks, scores = step.generate_mask(imgs, num_hard=5)
+    out = step.forward_backward(imgs, masks, scores)
+    assert torch.isfinite(out["loss"]) and out["loss_pred"] > 0
+    plain = _step("random", "none")
+    assert not plain.model.has_predictor and plain.teacher is None
+    masks, _ = plain.generate_mask(imgs)
+    out = plain.forward_backward(imgs, masks, want_metrics=True)
+    assert set(out) == {"loss", "loss_rec", "loss_pred"}
+    assert float(out["loss_pred"]) == 0.0
+    torch.testing.assert_close(out["loss"], out["loss_rec"])
+
+
+def test_hpm_without_loss_predictor_raises() -> None:
+    with pytest.raises(ValueError, match="loss predictor"):
+        _step("hpm", "none")
+
+
+def test_predictor_configured_but_model_without_branch_raises() -> None:
+    cfg = _cfg("random", "relative")
+    model = build_model(cfg.model, loss_predictor=False)
+    with pytest.raises(ValueError, match="loss-predictor"):
+        PretrainStep(cfg, model, build_optimizer(model, cfg.train, 1e-3), CPU, "fp32")
+
+
+def test_reconstruction_loss_uses_norm_pix_targets_of_masked_patches() -> None:
+    """loss_rec equals the MSE between the student's predictions and the norm-pix targets."""
+    step = _step("random", "none")
+    imgs = _images(2, seed=4)
+    masks, _ = step.generate_mask(imgs)
+    with torch.no_grad():
+        pred = step.model(imgs, masks.ids_keep, masks.ids_mask).pred
+    patches = step.model.patchify(imgs)
+    target = torch.stack([patches[n, masks.ids_mask[n]] for n in range(2)])
+    target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+    out = step.forward_backward(imgs, masks)
+    torch.testing.assert_close(out["loss_rec"], ((pred - target) ** 2).mean())
+
+
+@pytest.mark.parametrize("strategy", ["random", "block", "hpm"])
+def test_masks_independent_of_world_size(strategy: str) -> None:
+    """Ranks 0 and 1 of world size 2 (batch 4 each) see the masks of one process with batch 8."""
+    single = _step(strategy, batch=8)
+    ranks = [_step(strategy, batch=4, rank=r, world_size=2) for r in (0, 1)]
+    for batch_seed in (10, 11):  # two successive global batches: the generators stay in step
+        imgs = _images(8, seed=batch_seed)
+        whole, _ = single.generate_mask(imgs, num_hard=12 if strategy == "hpm" else 0)
+        parts = [s.generate_mask(imgs[4 * r:4 * (r + 1)], num_hard=12 if strategy == "hpm" else 0)[0]
+                 for r, s in enumerate(ranks)]
+        torch.testing.assert_close(torch.cat([p.ids_mask for p in parts]), whole.ids_mask)
+        torch.testing.assert_close(torch.cat([p.ids_keep for p in parts]), whole.ids_keep)
+    # and the rows differ between the two ranks (not the same draw twice)
+    assert not torch.equal(parts[0].as_bool(L), parts[1].as_bool(L))
+
+
+def test_masks_depend_on_the_seed() -> None:
+    a = _step("random")
+    b = _step("random", train={"seed": 4})
+    imgs = _images(4)
+    assert not torch.equal(a.generate_mask(imgs)[0].ids_mask, b.generate_mask(imgs)[0].ids_mask)
+
+
+def test_state_dict_restores_the_mask_generator() -> None:
+    step = _step("block")
+    imgs = _images(4, seed=5)
+    step.generate_mask(imgs)
+    state = step.state_dict()
+    first = step.generate_mask(imgs)[0]
+    second = step.generate_mask(imgs)[0]
+    assert not torch.equal(first.ids_mask, second.ids_mask)
+    step.load_state_dict(state)
+    torch.testing.assert_close(step.generate_mask(imgs)[0].ids_mask, first.ids_mask)
+
+
+def test_bf16_step_on_cpu() -> None:
+    """bf16 autocast (plain-matmul attention on the CPU) gives finite fp32 losses and a step."""
+    cfg = _cfg("hpm")
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    step = PretrainStep(cfg, model, build_optimizer(model, cfg.train, 1e-3), CPU, "bf16")
+    assert not any(getattr(m, "fused_attn", False) for m in model.modules())
+    assert not any(getattr(m, "fused_attn", False) for m in step.teacher.modules())
+    imgs = _images(4, seed=6)
+    masks, scores = step.generate_mask(imgs, num_hard=24)
+    assert scores.dtype == torch.float32
+    out = step.forward_backward(imgs, masks, scores, want_metrics=True)
+    for key, value in out.items():
+        assert value.dtype == torch.float32 and torch.isfinite(value), key
+    assert model.blocks[0].attn.qkv.weight.grad.dtype == torch.float32
+    step.optimizer_step(ema_decay=0.99)

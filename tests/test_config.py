@@ -1,0 +1,203 @@
+"""Config resolution: defaults -> preset -> YAML -> overrides, validated with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hpm.config import (
+    PRESETS,
+    Config,
+    build_config,
+    config_to_dict,
+    diff_configs,
+    parse_overrides,
+    save_config,
+)
+from hpm.errors import ConfigError
+
+
+# --------------------------------------------------------------------------- errors
+def test_unknown_key_lists_valid_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config(overrides={"train": {"epochz": 3}})
+    msg = str(info.value)
+    assert "train.epochz" in msg
+    for key in ("epochs", "batch_size", "blr", "warmup_epochs", "precision"):
+        assert key in msg
+
+
+def test_unknown_section_lists_sections() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config(overrides={"trian": {"epochs": 3}})
+    msg = str(info.value)
+    assert "trian" in msg
+    for key in ("model", "mask", "loss", "ema", "data", "train", "output_dir"):
+        assert key in msg
+
+
+def test_bad_literal_names_valid_values() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config(overrides={"mask": {"strategy": "grid"}})
+    msg = str(info.value)
+    assert "mask.strategy" in msg and "grid" in msg
+    for value in ("random", "block", "hpm"):
+        assert value in msg
+    with pytest.raises(ConfigError, match="fp32"):
+        build_config(overrides={"train": {"precision": "fp8"}})
+
+
+def test_bad_values_are_config_errors() -> None:
+    for overrides in (
+        {"mask": {"ratio": 1.0}},
+        {"mask": {"alpha_end": 1.5}},
+        {"ema": {"decay_end": 1.0}},
+        {"train": {"epochs": 0}},
+        {"train": {"batch_size": "many"}},
+        {"model": {"embed_dim": 100, "num_heads": 3}},
+        {"data": {"channels": 2}},
+        {"train": 5},
+    ):
+        with pytest.raises(ConfigError):
+            build_config(overrides=overrides)
+
+
+def test_img_size_not_divisible_by_patch_size() -> None:
+    with pytest.raises(ConfigError, match="divisible"):
+        build_config(overrides={"model": {"img_size": 30, "patch_size": 4}})
+    with pytest.raises(ConfigError, match="divisible"):
+        build_config(overrides={"model": {"preset": "vit_b16", "patch_size": 15}})
+    assert build_config(overrides={"model": {"preset": "vit_b16", "patch_size": 14}}).model.patch_size == 14
+    assert build_config(overrides={"model": {"preset": "vit_b16", "img_size": 448}}).model.img_size == 448
+
+
+def test_width_not_divisible_by_four_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        build_config(overrides={"model": {"embed_dim": 198, "num_heads": 3}})
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config(overrides={"model": {"preset": "vit_g14"}})
+    for name in PRESETS:
+        assert name in str(info.value)
+
+
+# --------------------------------------------------------------------------- presets
+def test_defaults() -> None:
+    cfg = build_config()
+    assert isinstance(cfg, Config)
+    assert cfg.model.preset == "small" and cfg.model.in_chans is None
+    assert (cfg.model.img_size, cfg.model.patch_size) == (32, 4)
+    assert cfg.mask.strategy == "hpm" and cfg.loss.predictor == "relative"
+    assert cfg.train.betas == (0.9, 0.95) and cfg.train.weight_decay == 0.05
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_preset_fills_model_keys(preset: str) -> None:
+    model = build_config(overrides={"model": {"preset": preset}}).model
+    for key, value in PRESETS[preset].items():
+        assert getattr(model, key) == value, key
+
+
+def test_explicit_keys_override_the_preset() -> None:
+    model = build_config(overrides={"model": {"preset": "vit_b16", "depth": 2, "decoder_depth": 1}}).model
+    assert (model.depth, model.decoder_depth) == (2, 1)
+    assert (model.embed_dim, model.img_size, model.patch_size, model.num_heads) == (768, 224, 16, 12)
+
+
+# --------------------------------------------------------------------------- overrides
+def test_parse_overrides_types() -> None:
+    got = parse_overrides([
+        "train.epochs=5",
+        "train.blr=0.001",
+        "train.compile=true",
+        "train.clip_grad=null",
+        "data.mean=[0.5, 0.25]",
+        "model.preset=vit_s16",
+        "output_dir=runs/x",
+        "data.subset=",
+    ])
+    assert got == {
+        "train": {"epochs": 5, "blr": 0.001, "compile": True, "clip_grad": None},
+        "data": {"mean": [0.5, 0.25], "subset": None},
+        "model": {"preset": "vit_s16"},
+        "output_dir": "runs/x",
+    }
+    assert type(got["train"]["epochs"]) is int
+    assert type(got["train"]["blr"]) is float
+    assert got["train"]["compile"] is True
+
+
+def test_parse_overrides_errors() -> None:
+    for bad in (["train.epochs"], ["=5"], ["train=5", "train.epochs=3"]):
+        with pytest.raises(ConfigError):
+            parse_overrides(bad)
+
+
+def test_overrides_through_build_config() -> None:
+    """Exponent floats (YAML reads 1e-4 as a string) still end up as floats."""
+    cfg = build_config(overrides=parse_overrides(
+        ["train.blr=1e-4", "train.clip_grad=5", "train.epochs=3", "data.crop_scale=[0.5, 1.0]", "mask.ratio=0.6"]
+    ))
+    assert cfg.train.blr == pytest.approx(1e-4) and isinstance(cfg.train.blr, float)
+    assert cfg.train.clip_grad == 5.0
+    assert cfg.train.epochs == 3
+    assert cfg.data.crop_scale == (0.5, 1.0)
+    assert cfg.mask.ratio == 0.6
+
+
+# --------------------------------------------------------------------------- files
+def test_yaml_file_and_overrides_precedence(tmp_path: Path) -> None:
+    file = tmp_path / "run.yaml"
+    file.write_text(yaml.safe_dump({
+        "model": {"preset": "vit_s16", "depth": 4},
+        "train": {"epochs": 3, "batch_size": 16},
+        "mask": {"strategy": "block"},
+    }))
+    cfg = build_config(file)
+    assert (cfg.model.embed_dim, cfg.model.depth, cfg.train.epochs, cfg.mask.strategy) == (384, 4, 3, "block")
+    cfg = build_config(file, overrides={"train": {"epochs": 7}, "model": {"preset": "vit_b16"}})
+    assert cfg.train.epochs == 7  # override beats the file
+    assert cfg.train.batch_size == 16  # the file's other keys stay
+    assert cfg.model.embed_dim == 768  # the override's preset
+    assert cfg.model.depth == 4  # the file's explicit key beats the preset
+    assert cfg.mask.strategy == "block"
+
+
+def test_missing_or_bad_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_config(tmp_path / "nope.yaml")
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        build_config(lst)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert build_config(empty) == build_config()
+    bad_key = tmp_path / "bad.yaml"
+    bad_key.write_text("train:\n  epochz: 3\n")
+    with pytest.raises(ConfigError, match="epochs"):
+        build_config(bad_key)
+
+
+def test_save_and_reload(tmp_path: Path) -> None:
+    cfg = build_config(overrides={"model": {"preset": "vit_s16", "in_chans": 3}, "train": {"blr": 3e-4}})
+    save_config(cfg, tmp_path / "cfg" / "config.yaml")
+    again = build_config(tmp_path / "cfg" / "config.yaml")
+    assert again == cfg
+    assert config_to_dict(again) == config_to_dict(cfg)
+
+
+def test_diff_configs() -> None:
+    a = config_to_dict(build_config())
+    b = config_to_dict(build_config(overrides={"train": {"epochs": 4}, "mask": {"ratio": 0.6}}))
+    assert diff_configs(a, b) == ["mask.ratio: 0.75 -> 0.6", "train.epochs: 10 -> 4"]
+    assert diff_configs(a, a) == []
+
+
+def test_folder_data_dir_sets_dataset() -> None:
+    cfg = build_config(overrides={"data": {"data_dir": "/some/images"}})
+    assert cfg.data.dataset == "folder"
