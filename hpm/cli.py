@@ -1,10 +1,11 @@
-"""The ``hpm`` command: ``hpm pretrain`` and ``hpm bench``."""
+"""The ``hpm`` command: ``hpm pretrain``, ``hpm bench``, ``hpm eval`` and ``hpm export``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from hpm.errors import HpmError
@@ -77,6 +78,160 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+_RECIPE_DEFAULT = object()  # --subset not given: the protocol's default
+
+
+def _count_or_all(text: str) -> int | None:
+    """``--subset`` values: a positive count, or ``all`` for the whole split."""
+    if text.lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of images or 'all', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of images or 'all', got {value}")
+    return value
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from hpm.config import build_config
+    from hpm.eval.finetune import build_finetune_config
+    from hpm.eval.linear import LinearProbeConfig
+    from hpm.eval.results import summary_line
+    from hpm.eval.run import EvalOptions, run_eval
+    from hpm.errors import ConfigError
+
+    overrides_given: list[str] = list(getattr(args, "overrides", []))
+    if args.path is not None and "=" in args.path and not Path(args.path).exists():
+        overrides_given.insert(0, args.path)  # `hpm eval finetune --random-init blr=1e-3`
+        args.path = None
+    if args.path is None and not args.random_init:
+        raise ConfigError("give a run directory or checkpoint folder (or --random-init for a random encoder)")
+    opts = EvalOptions(
+        random_init=args.random_init,
+        weights=args.weights,
+        pool=args.pool,
+        batch_size=args.batch_size,
+        precision=args.precision or "auto",
+        device=args.device,
+        data_dir=args.data_dir,
+        data_root=args.data_root,
+        img_size=args.img_size,
+        seed=args.seed,
+        num_workers=args.num_workers,
+        out=args.out,
+    )
+    if args.path is None:  # a random encoder of a preset's architecture
+        preset = {"model": {"preset": args.preset}} if args.preset else {}
+        opts.cfg = build_config(None, preset)
+    elif args.preset:
+        raise ConfigError("--preset only applies without a checkpoint; the checkpoint fixes the architecture")
+    if args.protocol == "finetune":
+        overrides: dict = {}
+        for key in ("epochs",):
+            if getattr(args, key) is not None:
+                overrides[key] = getattr(args, key)
+        if args.subset is not _RECIPE_DEFAULT:
+            overrides["train_subset"] = args.subset
+        if args.test_subset is not _RECIPE_DEFAULT:
+            overrides["test_subset"] = args.test_subset
+        from hpm.config import parse_overrides
+
+        overrides = {**parse_overrides(overrides_given), **overrides}
+        opts.finetune = build_finetune_config(args.recipe, args.config, overrides)
+    else:
+        if overrides_given:
+            raise ConfigError(f"unexpected arguments {overrides_given}; key=value overrides apply to `hpm eval finetune`")
+        opts.train_subset = 10000 if args.subset is _RECIPE_DEFAULT else args.subset
+        opts.test_subset = 2000 if args.test_subset is _RECIPE_DEFAULT else args.test_subset
+        if args.protocol == "knn":
+            opts.ks, opts.temperature = args.ks, args.temperature
+        else:
+            opts.probe = LinearProbeConfig(
+                epochs=args.epochs or 100, batch_size=args.probe_batch_size, blr=args.blr,
+                warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay, seed=args.seed,
+            )
+    record, path = run_eval(args.protocol, args.path, opts)
+    if path is not None:
+        print(f"{summary_line(record)} -> {path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hpm.export import export_checkpoint
+
+    result = export_checkpoint(args.path, args.out, args.weights)
+    print(
+        f"exported the {args.weights} encoder to {result.weights} (+ {result.metadata.name}): "
+        f"timm.create_model({result.timm_model!r}, pretrained=False, **timm_kwargs) loads it"
+    )
+    return 0
+
+
+def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("eval", help="evaluate a checkpoint: k-NN, linear probe or fine-tuning")
+    protocols = e.add_subparsers(dest="protocol", required=True)
+    helps = {
+        "knn": "weighted k-NN (T=0.07) on frozen features, k in 10, 20, 100, 200",
+        "linear": "linear probe (BatchNorm + linear) on cached frozen features",
+        "finetune": "end-to-end fine-tuning (layer decay, drop path, mixup/cutmix, smoothing)",
+    }
+    for name, text in helps.items():
+        p = protocols.add_parser(name, help=text, description=text)
+        p.add_argument("path", nargs="?", help="run directory (newest checkpoint) or checkpoint folder")
+        p.add_argument("--random-init", action="store_true", help="a randomly initialised encoder of the same architecture (the floor)")
+        p.add_argument("--weights", default="student", choices=["student", "teacher"], help="student (default) or HPM's EMA teacher")
+        p.add_argument("--subset", type=_count_or_all, default=_RECIPE_DEFAULT, metavar="N|all",
+                       help="class-balanced subset of the train split (knn/linear default 10000; finetune: the recipe's)")
+        p.add_argument("--test-subset", type=_count_or_all, default=_RECIPE_DEFAULT, metavar="N|all",
+                       help="class-balanced subset of the test split (default 2000)")
+        p.add_argument("--precision", help="auto (default), bf16, fp16 (CUDA) or fp32")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+        p.add_argument("--data-dir", help="evaluate on an ImageFolder: DIR/train/<class>/ and DIR/val/<class>/")
+        p.add_argument("--data-root", help="Fashion-MNIST folder (default: the checkpoint's)")
+        p.add_argument("--img-size", type=int, help="evaluate at another image size (a multiple of the patch size)")
+        p.add_argument("--seed", type=int, default=0, help="subsets and random initialisation")
+        p.add_argument("--out", help="result JSON (default PATH/eval/<protocol>[_variant].json)")
+        p.add_argument("--preset", help="architecture of --random-init without PATH (default small)")
+        p.add_argument("--batch-size", type=int, default=256, help="images per forward pass when extracting features")
+        p.add_argument("--num-workers", type=int, default=0, help="data-loading processes for feature extraction")
+        p.add_argument("--epochs", type=int, help="probe epochs (default 100) / fine-tuning epochs (default: the recipe's)")
+        if name != "finetune":
+            p.add_argument("--pool", default="cls", choices=["cls", "avg"], help="class token (default) or average of the patch tokens")
+        if name == "knn":
+            p.add_argument("--ks", type=_int_list, default=(10, 20, 100, 200), help="comma-separated k values")
+            p.add_argument("--temperature", type=float, default=0.07)
+        if name == "linear":
+            p.add_argument("--blr", type=float, default=0.1, help="base lr; lr = blr * probe batch / 256")
+            p.add_argument("--probe-batch-size", type=int, default=256)
+            p.add_argument("--warmup-epochs", type=float, default=10.0)
+            p.add_argument("--weight-decay", type=float, default=0.0)
+        if name == "finetune":
+            p.add_argument("--recipe", default="small", help="small (CPU default) or paper_vit_b16 (spec section 4)")
+            p.add_argument("--config", help="YAML file of fine-tuning keys")
+            p.add_argument("overrides", nargs="*", metavar="key=value",
+                           help="any fine-tuning key, e.g. blr=5e-4 layer_decay=0.8 mixup=0")
+            p.set_defaults(pool="avg")
+        p.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export", help="write the encoder as safetensors for timm.create_model")
+    x.add_argument("path", help="run directory (newest checkpoint) or checkpoint folder")
+    x.add_argument("--out", help="target .safetensors (default PATH/export/encoder.safetensors); a .json goes beside it")
+    x.add_argument("--weights", default="student", choices=["student", "teacher"], help="student (default) or HPM's EMA teacher")
+    x.set_defaults(func=cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpm", description="Masked image modeling with hard patches mining (HPM)."
@@ -102,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--variants", default="mae,hpm", help="comma-separated: mae, hpm")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench, precision=None)
+
+    _add_eval_parsers(sub)
     return parser
 
 

@@ -14,4 +14,4 @@ if [ ! -f "$DATA" ]; then
 fi
 
 PY=${PYTHON:-python3}
-$PY -m pip install -q --disable-pip-version-check -e ".[dev]"
+$PY -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[dev]"

@@ -1,0 +1,211 @@
+"""Labelled evaluation data: a train split (memory bank / probe training) and a test split.
+
+Fashion-MNIST: its ``train`` and ``test`` files. An ImageFolder: ``DIR/train/`` and ``DIR/val/``.
+Images go through :func:`~hpm.data.build_eval_transform` at the model's image size (bicubic
+resize of the shorter side, centre crop) and the normalisation the encoder was trained with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+from hpm.config import DataConfig
+from hpm.data import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ArrayImageDataset,
+    ImageFolderDataset,
+    SeededTransformDataset,
+    balanced_subset,
+    build_eval_transform,
+    check_readable,
+    load_fashion_mnist,
+)
+from hpm.errors import DataError
+
+
+@dataclass
+class EvalSplit:
+    """One split, subset taken, transform not yet attached.
+
+    Attributes:
+        base: Data set of ``(uint8 [C, H, W], label)`` (``None`` for an unreadable file).
+        labels: int64 labels ``[N]`` of ``base``.
+        name: ``"train"``, ``"test"`` or ``"val"``.
+    """
+
+    base: Dataset
+    labels: np.ndarray
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def with_transform(self, transform: Callable[[torch.Tensor], torch.Tensor]) -> SeededTransformDataset:
+        """The split as a data set of ``(float [C, H', W'], label)``."""
+        return SeededTransformDataset(self.base, transform)
+
+
+@dataclass
+class EvalData:
+    """A labelled train / test pair and how to feed it to an encoder.
+
+    Attributes:
+        train: Memory bank (k-NN) or training split (probe, fine-tuning).
+        test: The split accuracies are reported on.
+        num_classes: Number of classes.
+        classes: Class names, indexed by label.
+        channels: Image channels (the encoder's ``in_chans``).
+        mean: Per-channel normalisation mean.
+        std: Per-channel normalisation standard deviation.
+        img_size: Side of the square images fed to the encoder.
+        name: ``"fashion_mnist"`` or ``"folder"``.
+    """
+
+    train: EvalSplit
+    test: EvalSplit
+    num_classes: int
+    classes: tuple[str, ...]
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    img_size: int
+    name: str
+
+    def transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The deterministic evaluation transform (uint8 ``[C, H, W]`` -> normalised float)."""
+        return build_eval_transform(self.img_size, self.mean, self.std)
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-ready summary for result files."""
+        return {
+            "dataset": self.name,
+            "num_train": len(self.train),
+            "num_test": len(self.test),
+            "test_split": self.test.name,
+            "num_classes": self.num_classes,
+            "img_size": self.img_size,
+            "channels": self.channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+
+def normalisation(cfg: DataConfig, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std the encoder was trained with: ``data.mean/std`` or the data set's defaults.
+
+    Raises:
+        DataError: The configured statistics do not have one entry per channel.
+    """
+    if cfg.dataset == "fashion_mnist":
+        default: tuple[Sequence[float], Sequence[float]] = (FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    else:
+        default = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
+    out = []
+    for given, fallback, key in ((cfg.mean, default[0], "mean"), (cfg.std, default[1], "std")):
+        values = tuple(float(v) for v in (fallback if given is None else given))
+        if len(values) != channels:
+            raise DataError(
+                f"data.{key} has {len(values)} entries but the encoder takes {channels} channel(s); "
+                f"give one value per channel, e.g. data.{key}=[{', '.join(['0.5'] * channels)}]"
+            )
+        out.append(values)
+    return out[0], out[1]
+
+
+def _take(full: Dataset, labels: np.ndarray, n: int | None, seed: int, name: str) -> EvalSplit:
+    if n is None or n == len(labels):
+        return EvalSplit(full, labels, name)
+    if not 0 < n <= len(labels):
+        raise DataError(
+            f"cannot take a subset of {n} images from the {name} split of {len(labels)} images; "
+            f"use a value between 1 and {len(labels)} (or 'all')"
+        )
+    indices = balanced_subset(labels, n, seed)
+    return EvalSplit(Subset(full, indices.tolist()), labels[indices], name)
+
+
+def _check_labels(split: EvalSplit, where: str) -> None:
+    present = np.unique(split.labels)
+    if len(present) < 2:
+        raise DataError(
+            f"{where} holds a single class; evaluation needs labelled images of at least two "
+            "classes, one sub-folder per class (ROOT/train/<class>/..., ROOT/val/<class>/...)"
+        )
+
+
+def build_eval_data(
+    cfg: DataConfig,
+    img_size: int,
+    channels: int,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    seed: int = 0,
+) -> EvalData:
+    """Load the labelled train and test splits described by a data config.
+
+    Args:
+        cfg: The ``data`` section (of the checkpoint's config, possibly with another data set).
+        img_size: Side of the images the encoder takes.
+        channels: The encoder's input channels; folder images are converted to it.
+        train_subset: Seeded, class-balanced subset size of the train split (None: all).
+        test_subset: The same for the test split.
+        seed: Chooses the subsets.
+
+    Raises:
+        DataError: Missing or unreadable data, no labels (no class folders or a single
+            class), a missing ``val/`` split, or more images asked for than there are.
+    """
+    if cfg.dataset == "fashion_mnist":
+        if channels != 1:
+            raise DataError(
+                f"Fashion-MNIST is greyscale but the encoder takes {channels} channels; "
+                "evaluate it on its own data with data.data_dir=DIR (--data-dir)"
+            )
+        splits = []
+        for split in ("train", "test"):
+            images, labels = load_fashion_mnist(cfg.root, split)  # uint8 [N, 28, 28], int64 [N]
+            full = ArrayImageDataset(images, labels, len(FASHION_MNIST_CLASSES))
+            splits.append((full, labels, split))
+        classes = FASHION_MNIST_CLASSES
+        num_classes = len(classes)
+    else:
+        if cfg.data_dir is None:
+            raise DataError("folder data needs data.data_dir=DIR (--data-dir) with DIR/train/ and DIR/val/")
+        splits = []
+        folders = []
+        for split in ("train", "val"):
+            try:
+                folder = ImageFolderDataset(cfg.data_dir, split, channels=channels)
+            except DataError as exc:
+                raise DataError(
+                    f"evaluation needs labelled images in {cfg.data_dir}/train/<class>/ and "
+                    f"{cfg.data_dir}/val/<class>/: {exc}"
+                ) from None
+            check_readable(folder)
+            folders.append(folder)
+            splits.append((folder, folder.labels, split))
+        if folders[0].classes != folders[1].classes:
+            only_train = sorted(set(folders[0].classes) - set(folders[1].classes))
+            only_val = sorted(set(folders[1].classes) - set(folders[0].classes))
+            raise DataError(
+                f"the class folders of {cfg.data_dir}/train and {cfg.data_dir}/val differ "
+                f"(only in train: {only_train[:5]}, only in val: {only_val[:5]}); "
+                "both splits need the same class sub-folders"
+            )
+        classes = tuple(folders[0].classes)
+        num_classes = len(classes)
+    train = _take(*splits[0][:2], train_subset, seed, splits[0][2])
+    test = _take(*splits[1][:2], test_subset, seed, splits[1][2])
+    where = cfg.data_dir if cfg.dataset == "folder" else cfg.root
+    _check_labels(train, f"the train split of {where}")
+    mean, std = normalisation(cfg, channels)
+    return EvalData(train, test, num_classes, classes, channels, mean, std, img_size, cfg.dataset)

@@ -1,0 +1,300 @@
+"""Frozen encoders for evaluation: loaded from a checkpoint, or randomly initialised, and features.
+
+An evaluation source is a run directory (its newest checkpoint), a checkpoint folder, or
+nothing at all with ``random_init`` (the architecture then comes from a config). A randomly
+initialised encoder of the same architecture gives every protocol its floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from hpm.config import Config, config_from_dict, config_to_dict
+from hpm.data import collate_skip_none
+from hpm.engine.checkpoint import load_state, resolve_checkpoint
+from hpm.engine.precision import Resolved, autocast, prefer_fused_attention
+from hpm.errors import CheckpointError, ConfigError, DataError
+from hpm.export import is_encoder_key
+from hpm.models.mae import MaskedAutoencoder, build_model
+
+Pool = Literal["cls", "avg"]
+Weights = Literal["student", "teacher"]
+# Deterministic functions of the patch grid, rebuilt when the image size changes.
+_FIXED_BUFFERS = ("pos_embed", "decoder_pos_embed")
+
+
+@dataclass
+class LoadedEncoder:
+    """A frozen encoder and where it came from.
+
+    Attributes:
+        model: The masked autoencoder in eval mode, gradients off (only its encoder is used).
+        cfg: The resolved config it was trained with (or built from, for a random init).
+        checkpoint: The checkpoint folder, None for a random init without a checkpoint.
+        step: The checkpoint's optimizer step, None without a checkpoint.
+        weights: ``"student"``, ``"teacher"`` (HPM's EMA teacher) or ``"random"``.
+    """
+
+    model: MaskedAutoencoder
+    cfg: Config
+    checkpoint: Path | None
+    step: int | None
+    weights: str
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary for result files."""
+        m = self.cfg.model
+        return {
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "step": self.step,
+            "weights": self.weights,
+            "random_init": self.weights == "random",
+            "model": {k: getattr(m, k) for k in ("preset", "img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")},
+            "pretrain": {"mask": self.cfg.mask.strategy, "loss_predictor": self.cfg.loss.predictor},
+        }
+
+
+def _checkpoint_config(ckpt: Path, state: dict[str, Any]) -> Config:
+    raw = state.get("config")
+    if not isinstance(raw, dict):
+        raise CheckpointError(
+            f"{ckpt / 'state.pt'} holds no 'config'; it was not written by `hpm pretrain` "
+            "(a checkpoint carries the resolved config it was trained with)"
+        )
+    try:
+        cfg = config_from_dict(raw)
+    except ConfigError as exc:
+        raise CheckpointError(f"the config stored in {ckpt / 'state.pt'} is not valid for this version: {exc}") from None
+    if cfg.model.in_chans is None:
+        raise CheckpointError(f"the config stored in {ckpt / 'state.pt'} does not say model.in_chans")
+    return cfg
+
+
+def with_img_size(cfg: Config, img_size: int | None) -> Config:
+    """A copy of ``cfg`` whose model takes ``img_size`` images (None: unchanged).
+
+    Raises:
+        ConfigError: ``img_size`` is not a positive multiple of the patch size.
+    """
+    if img_size is None or img_size == cfg.model.img_size:
+        return cfg
+    p = cfg.model.patch_size
+    if img_size <= 0 or img_size % p:
+        lower, upper = max(p, img_size // p * p), (img_size // p + 1) * p
+        raise ConfigError(
+            f"image size {img_size} is incompatible with the encoder's patch size {p}: it must be a "
+            f"multiple of {p} (e.g. {lower} or {upper}; the encoder was trained at {cfg.model.img_size})"
+        )
+    raw = config_to_dict(cfg)
+    raw["model"]["img_size"] = img_size
+    return config_from_dict(raw)
+
+
+def _load_encoder_weights(model: MaskedAutoencoder, file: Path, resized: bool) -> None:
+    """Load the encoder part of a checkpoint file; a mismatch names keys and shapes."""
+    if not file.is_file():
+        raise CheckpointError(f"missing weights file {file}")
+    try:
+        weights = load_file(str(file))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise CheckpointError(f"cannot read {file}: {exc}") from exc
+    own = {k: v for k, v in model.state_dict().items() if is_encoder_key(k)}
+    theirs = {k: v for k, v in weights.items() if is_encoder_key(k)}
+    skip = set(_FIXED_BUFFERS) if resized else set()
+    missing = sorted(set(own) - set(theirs))
+    unexpected = sorted(set(theirs) - set(own))
+    shapes = [
+        f"{k}: file {tuple(theirs[k].shape)} vs config {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(theirs) - skip)
+        if theirs[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing encoder keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected encoder keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if shapes:
+            parts.append("shape mismatches " + "; ".join(shapes[:5]))
+        raise CheckpointError(
+            f"{file} holds an encoder of another architecture than its config describes "
+            f"({', '.join(parts)}); the checkpoint folder mixes files of different runs"
+        )
+    model.load_state_dict({k: v for k, v in theirs.items() if k not in skip}, strict=False)
+
+
+def _open_checkpoint(path: str | Path) -> tuple[Path, Config, int]:
+    ckpt = resolve_checkpoint(path)
+    state = load_state(ckpt)
+    return ckpt, _checkpoint_config(ckpt, state), int(state.get("step", 0))
+
+
+def _load_checkpoint_model(
+    ckpt: Path, cfg: Config, weights: Weights, img_size: int | None
+) -> tuple[MaskedAutoencoder, Config]:
+    resized = img_size is not None and img_size != cfg.model.img_size
+    cfg = with_img_size(cfg, img_size)
+    file = ckpt / ("model.safetensors" if weights == "student" else "teacher.safetensors")
+    if weights == "teacher" and not file.is_file():
+        raise CheckpointError(
+            f"{ckpt} has no EMA teacher ({file.name}); only HPM runs have one, use the student weights"
+        )
+    model = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none")
+    _load_encoder_weights(model, file, resized)
+    return model.eval().requires_grad_(False), cfg
+
+
+def load_model_from_checkpoint(
+    path: str | Path,
+    weights: Weights = "student",
+    img_size: int | None = None,
+) -> tuple[MaskedAutoencoder, Config]:
+    """Build the model a checkpoint describes and load its encoder weights.
+
+    Args:
+        path: A run directory (its newest checkpoint) or a checkpoint folder.
+        weights: ``"student"`` (``model.safetensors``, MAE's convention) or ``"teacher"``
+            (HPM's EMA teacher, ``teacher.safetensors``).
+        img_size: Evaluate at another resolution (a multiple of the patch size); the fixed
+            sin-cos position embedding is rebuilt for the new grid.
+
+    Returns:
+        ``(model, cfg)``: the model in eval mode with gradients off, and its config. Only the
+        encoder is loaded; the decoders keep their initialisation.
+
+    Raises:
+        CheckpointError: Missing path or files, unreadable state, or weights of another
+            architecture than the stored config.
+        ConfigError: ``img_size`` is not a multiple of the patch size.
+    """
+    ckpt, cfg, _ = _open_checkpoint(path)
+    return _load_checkpoint_model(ckpt, cfg, weights, img_size)
+
+
+def load_encoder(
+    path: str | Path | None = None,
+    random_init: bool = False,
+    weights: Weights = "student",
+    cfg: Config | None = None,
+    img_size: int | None = None,
+    seed: int = 0,
+) -> LoadedEncoder:
+    """A frozen encoder from a checkpoint, or a random one of its (or ``cfg``'s) architecture.
+
+    Args:
+        path: A run directory or a checkpoint folder; may be None with ``random_init``.
+        random_init: Skip the weights: the same architecture, randomly initialised as for
+            pre-training (seeded by ``seed``).
+        weights: Which weights of the checkpoint: ``"student"`` or ``"teacher"``.
+        cfg: Architecture and data when there is no checkpoint (``model.in_chans`` may be
+            None: it follows the data, 1 for Fashion-MNIST, ``data.channels`` or 3 for folders).
+        img_size: Evaluate at another (patch-size multiple) resolution.
+        seed: Seed of the random initialisation.
+
+    Raises:
+        CheckpointError: As :func:`load_model_from_checkpoint`.
+        ConfigError: Neither a path nor a config; or a bad ``img_size``.
+    """
+    ckpt, step = None, None
+    if path is not None:
+        ckpt, resolved, step = _open_checkpoint(path)
+        if not random_init:
+            model, resolved = _load_checkpoint_model(ckpt, resolved, weights, img_size)
+            return LoadedEncoder(model, resolved, ckpt, step, weights)
+    elif cfg is not None and random_init:
+        resolved = config_from_dict(config_to_dict(cfg))
+        if resolved.model.in_chans is None:
+            resolved.model.in_chans = 1 if resolved.data.dataset == "fashion_mnist" else (resolved.data.channels or 3)
+    else:
+        raise ConfigError("pass a run directory or checkpoint folder (or a config with random_init=True)")
+    resolved = with_img_size(resolved, img_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(resolved.model, loss_predictor=resolved.loss.predictor != "none")
+    return LoadedEncoder(model.eval().requires_grad_(False), resolved, ckpt, step, "random")
+
+
+def pool_tokens(tokens: Tensor, pool: Pool) -> Tensor:
+    """[N, 1 + L, D] encoder tokens -> [N, D]: the class token or the mean of the patch tokens."""
+    if pool == "cls":
+        return tokens[:, 0]
+    if pool == "avg":
+        return tokens[:, 1:].mean(dim=1)
+    raise ConfigError(f"unknown pooling {pool!r}; use 'cls' or 'avg'")
+
+
+def _unwrap(model: torch.nn.Module) -> MaskedAutoencoder:
+    inner = getattr(model, "module", model)  # DistributedDataParallel
+    inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+    if not isinstance(inner, MaskedAutoencoder):
+        raise TypeError(f"expected a MaskedAutoencoder, got {type(inner).__name__}")
+    return inner
+
+
+@torch.no_grad()
+def extract_features(
+    encoder: torch.nn.Module,
+    dataset: Dataset,
+    pool: Pool,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    precision: Resolved = "fp32",
+    num_workers: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Features of every readable image of a data set through a frozen encoder.
+
+    The model is put in eval mode for the pass and left in the mode it was in. Unreadable
+    images (``None`` items) are skipped.
+
+    Args:
+        encoder: A :class:`MaskedAutoencoder` (possibly wrapped by DDP or ``torch.compile``).
+        dataset: ``(float [C, H, W], label)`` items at the encoder's image size.
+        pool: ``"cls"`` (class token) or ``"avg"`` (mean of the patch tokens).
+        batch_size: Images per forward pass.
+        device: Where the encoder runs.
+        precision: ``"bf16"``/``"fp16"`` autocast or ``"fp32"``.
+        num_workers: DataLoader worker processes.
+
+    Returns:
+        ``(feats, labels)``: float32 ``[N, D]`` on the CPU (not normalised) and int64 ``[N]``.
+
+    Raises:
+        DataError: The images do not have the encoder's channels or size.
+    """
+    model = _unwrap(encoder)
+    device = torch.device(device)
+    was_training = model.training
+    fused = [m.fused_attn for m in model.modules() if hasattr(m, "fused_attn")]
+    model.eval()
+    model.set_fused_attention(prefer_fused_attention(device, precision))
+    expected = (model.in_chans, *model.patch_embed.img_size)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_skip_none)
+    feats, labels = [], []
+    try:
+        for images, targets, _ in loader:
+            if images.shape[0] == 0:
+                continue
+            if tuple(images.shape[1:]) != expected:
+                raise DataError(
+                    f"the data gives images of shape {tuple(images.shape[1:])} (C, H, W) but the encoder takes "
+                    f"{expected}; resize them to {expected[1]} px with {expected[0]} channel(s) "
+                    "(use the evaluation transform, build_eval_transform)"
+                )
+            with autocast(device, precision):
+                tokens = model.forward_encoder(images.to(device, non_blocking=True))  # [B, 1 + L, D]
+            feats.append(pool_tokens(tokens, pool).float().cpu())  # [B, D]
+            labels.append(targets)
+    finally:
+        model.train(was_training)
+        for module, flag in zip((m for m in model.modules() if hasattr(m, "fused_attn")), fused):
+            module.fused_attn = flag
+    if not feats:
+        raise DataError("no readable image in the data set; nothing to evaluate")
+    return torch.cat(feats), torch.cat(labels)

@@ -1,0 +1,144 @@
+"""``hpm eval knn|linear|finetune``: load the encoder and the data, run a protocol, save JSON."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from hpm.config import Config, DataConfig
+from hpm.engine import distributed as D
+from hpm.engine.precision import resolve_device, resolve_precision
+from hpm.errors import ConfigError
+from hpm.eval.data import EvalData, build_eval_data
+from hpm.eval.encoder import LoadedEncoder, Pool, Weights, load_encoder
+from hpm.eval.finetune import FinetuneConfig, run_finetune
+from hpm.eval.knn import DEFAULT_KS, TEMPERATURE, run_knn
+from hpm.eval.linear import LinearProbeConfig, run_linear
+from hpm.eval.results import result_path, write_result
+
+Protocol = Literal["knn", "linear", "finetune"]
+
+
+@dataclass
+class EvalOptions:
+    """Everything ``hpm eval`` can be told; the defaults are the CLI's.
+
+    Attributes:
+        random_init: Evaluate a randomly initialised encoder of the same architecture.
+        weights: ``"student"`` or ``"teacher"`` (HPM's EMA teacher).
+        pool: Frozen features: ``"cls"`` (class token) or ``"avg"`` (mean patch token).
+        train_subset: Class-balanced subset of the train split (None: all); k-NN and probe.
+        test_subset: Same for the test split.
+        batch_size: Images per forward pass when extracting features.
+        precision: ``auto``, ``bf16``, ``fp16`` or ``fp32``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        data_dir: Evaluate on an ImageFolder (``train/`` and ``val/``) instead.
+        data_root: Another Fashion-MNIST folder.
+        img_size: Evaluate at another resolution (multiple of the patch size).
+        seed: Subsets and random initialisation.
+        num_workers: DataLoader workers for feature extraction.
+        out: Result file (default: see :func:`~hpm.eval.results.result_path`).
+        cfg: Architecture and data for a random initialisation without a checkpoint.
+        ks: k-NN neighbourhood sizes.
+        temperature: k-NN vote temperature.
+        probe: Linear-probe recipe.
+        finetune: Fine-tuning recipe (its own subsets and precision apply).
+    """
+
+    random_init: bool = False
+    weights: Weights = "student"
+    pool: Pool = "cls"
+    train_subset: int | None = 10000
+    test_subset: int | None = 2000
+    batch_size: int = 256
+    precision: str = "auto"
+    device: str = "auto"
+    data_dir: str | None = None
+    data_root: str | None = None
+    img_size: int | None = None
+    seed: int = 0
+    num_workers: int = 0
+    out: str | Path | None = None
+    cfg: Config | None = None
+    ks: tuple[int, ...] = DEFAULT_KS
+    temperature: float = TEMPERATURE
+    probe: LinearProbeConfig = field(default_factory=LinearProbeConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
+def eval_data_config(base: DataConfig, data_dir: str | None = None, data_root: str | None = None) -> DataConfig:
+    """The checkpoint's data section, switched to another ImageFolder or Fashion-MNIST folder."""
+    raw = base.model_dump()
+    if data_dir is not None:
+        raw.update(dataset="folder", data_dir=data_dir)
+    elif data_root is not None:
+        raw.update(dataset="fashion_mnist", root=data_root, data_dir=None)
+    if data_dir is not None or data_root is not None:
+        raw.update(subset=None)
+    return DataConfig.model_validate(raw)
+
+
+def _build_data(enc: LoadedEncoder, opts: EvalOptions, train_subset: int | None, test_subset: int | None) -> EvalData:
+    data_cfg = eval_data_config(enc.cfg.data, opts.data_dir, opts.data_root)
+    return build_eval_data(
+        data_cfg, enc.cfg.model.img_size, int(enc.cfg.model.in_chans or 1), train_subset, test_subset, opts.seed
+    )
+
+
+def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | None = None) -> tuple[dict[str, Any], Path | None]:
+    """Evaluate a checkpoint (or a random initialisation) with one protocol and save the result.
+
+    Args:
+        protocol: ``"knn"``, ``"linear"`` or ``"finetune"``.
+        path: Run directory or checkpoint folder (None only with ``random_init`` and ``cfg``).
+        opts: The options.
+
+    Returns:
+        ``(record, file)``: the saved record and the JSON file (None on ranks other than 0).
+
+    Raises:
+        CheckpointError, ConfigError, DataError: With a message that says what to fix.
+    """
+    opts = opts or EvalOptions()
+    if protocol not in ("knn", "linear", "finetune"):
+        raise ConfigError(f"unknown protocol {protocol!r}; use knn, linear or finetune")
+    if path is None and not opts.random_init:
+        raise ConfigError("give a run directory or checkpoint folder to evaluate, or --random-init")
+    start = time.perf_counter()
+    dist = D.init_distributed("cuda" if torch.cuda.is_available() and opts.device != "cpu" else "cpu") if protocol == "finetune" else D.DistInfo()
+    try:
+        device = resolve_device(opts.device, dist.local_rank)
+        enc = load_encoder(path, opts.random_init, opts.weights, opts.cfg, opts.img_size, opts.seed)
+        if protocol == "finetune":
+            ft = opts.finetune
+            precision = resolve_precision(ft.precision if opts.precision == "auto" else opts.precision, device)
+            data = _build_data(enc, opts, ft.train_subset, ft.test_subset)
+            result, _ = run_finetune(enc.model, data, ft, device, precision, dist)
+        else:
+            precision = resolve_precision(opts.precision, device)
+            data = _build_data(enc, opts, opts.train_subset, opts.test_subset)
+            model = enc.model.to(device)
+            if protocol == "knn":
+                result = run_knn(model, data, opts.ks, opts.pool, opts.temperature, opts.batch_size, device, precision, opts.num_workers)
+            else:
+                result = run_linear(model, data, opts.pool, opts.probe, opts.batch_size, device, precision, opts.num_workers)
+        record = {
+            "protocol": protocol,
+            "source": enc.describe(),
+            "data": data.describe(),
+            "result": result,
+            "device": str(device),
+            "precision": precision,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        if not dist.is_main:
+            return record, None
+        target = opts.out or result_path(protocol, path, enc.weights, opts.pool, enc.cfg.model.preset)
+        return record, write_result(target, record)
+    finally:
+        if protocol == "finetune":
+            D.shutdown_distributed()
