@@ -162,6 +162,17 @@ class TrainConfig(_Section):
         return self
 
 
+class EvalConfig(_Section):
+    """k-NN monitoring during pre-training (train split as memory bank, test split evaluated)."""
+
+    knn_at_end: bool = True
+    knn_every_epochs: int | None = None  # also every N epochs
+    knn_train_subset: int | None = 10000  # class-balanced; null: the whole split
+    knn_test_subset: int | None = 2000
+    knn_pool: Literal["cls", "avg"] = "cls"
+    knn_k: int = 20  # the k reported as knn_top1 (all of 10, 20, 100, 200 are logged)
+
+
 class Config(_Section):
     """A whole run."""
 
@@ -171,6 +182,7 @@ class Config(_Section):
     ema: EmaConfig = EmaConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
     output_dir: str = "runs/pretrain"
 
 

@@ -24,7 +24,7 @@ from hpm.engine.checkpoint import (
     set_rng_state,
 )
 from hpm.engine.ema import ema_decay_at
-from hpm.engine.logger import LOG, MetricsLogger, log_to_file, setup_logging
+from hpm.engine.logger import LOG, MetricsLogger, log_to_file, read_metrics, setup_logging
 from hpm.engine.optim import absolute_lr, build_lr_schedule, build_optimizer, effective_batch
 from hpm.engine.precision import resolve_device, resolve_precision
 from hpm.engine.step import PretrainStep
@@ -33,7 +33,9 @@ from hpm.masking import alpha_at, num_hard_patches
 from hpm.models import build_model
 
 # Keys that may change between an interrupted run and its resumption.
-_RESUME_FREE = ("output_dir", "data.num_workers", "train.device", "train.keep_ckpts", "train.log_every")
+_RESUME_FREE = (
+    "output_dir", "data.num_workers", "train.device", "train.keep_ckpts", "train.log_every", "eval.",
+)
 
 
 @dataclass
@@ -54,7 +56,7 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
     saved = yaml.safe_load(saved_path.read_text()) or {}
     diffs = [
         d for d in diff_configs(saved, config_to_dict(cfg))
-        if not any(d.startswith(k + ":") for k in _RESUME_FREE)
+        if not any(d.startswith(k if k.endswith(".") else k + ":") for k in _RESUME_FREE)
     ]
     if diffs:
         raise ConfigError(
@@ -62,6 +64,11 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
             + "\n  ".join(diffs)
             + "\nUse another --output-dir for the new config (the existing run is left untouched)."
         )
+
+
+def _logged(run_dir: Path, step: int, key: str) -> bool:
+    """Whether ``metrics.jsonl`` already holds ``key`` for ``step`` (a finished run re-run)."""
+    return any(r.get("step") == step and key in r for r in read_metrics(run_dir / "metrics.jsonl"))
 
 
 def _loader(data, sampler: GlobalBatchSampler, workers: int) -> DataLoader:
@@ -187,6 +194,32 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
             last_ckpt = save_checkpoint(run_dir, step, model, step_fn.teacher, state, tc.keep_ckpts)
         D.barrier()
 
+    knn_data = None
+
+    def knn(epoch: int, step: int) -> None:
+        nonlocal knn_data
+        if dist.is_main:
+            from hpm.eval.data import build_eval_data
+            from hpm.eval.knn import knn_eval
+
+            ec = cfg.eval
+            if knn_data is None:
+                knn_data = build_eval_data(
+                    cfg.data, cfg.model.img_size, cfg.model.in_chans,
+                    ec.knn_train_subset, ec.knn_test_subset, tc.seed,
+                )
+            res = knn_eval(model, cfg, pool=ec.knn_pool, precision=precision, data=knn_data)
+            top1 = res["top1"]
+            record = {"epoch": epoch, "step": step, "knn_top1": top1[str(ec.knn_k)] if str(ec.knn_k) in top1 else None}
+            record.update({f"knn_top1_k{k}": v for k, v in top1.items()})
+            metrics.log(record)
+            LOG.info(
+                "k-NN (%s token, %d train / %d test images) top-1: %s",
+                ec.knn_pool, res["num_train"], res["num_test"],
+                ", ".join(f"k={k} {v:.2f}%" for k, v in top1.items()),
+            )
+        D.barrier()
+
     step = start_step
     for epoch in range(start_step // steps_per_epoch, tc.epochs):
         model.train()
@@ -248,7 +281,15 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
                 checkpoint(step)
         if (epoch + 1) % tc.ckpt_every_epochs == 0 or epoch + 1 == tc.epochs:
             checkpoint(step)
+        every = cfg.eval.knn_every_epochs
+        if every and (epoch + 1) % every == 0 and epoch + 1 < tc.epochs:
+            knn(epoch, step)
     bar.close()
+    if cfg.eval.knn_at_end:
+        # rank 0 decides (a finished run that is re-run has it already); every rank follows
+        todo = int(dist.is_main and not _logged(run_dir, step, "knn_top1"))
+        if D.all_reduce_sum(torch.tensor([todo], device=device)).item():
+            knn(tc.epochs - 1, step)
     check_finite(step)
     metrics.close()
     skipped_total = int(D.all_reduce_sum(torch.tensor([skipped], device=device)).item())

@@ -20,7 +20,7 @@ RTOL = 1e-4
 
 def _args(overrides: dict) -> list[str]:
     out = ["pretrain", "--output-dir", overrides["output_dir"]]
-    for section in ("model", "data", "train", "mask", "loss"):
+    for section in ("model", "data", "train", "mask", "loss", "eval"):
         for key, value in overrides.get(section, {}).items():
             out.append(f"{section}.{key}={json.dumps(value)}")
     return out

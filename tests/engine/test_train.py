@@ -24,7 +24,7 @@ from tests.conftest import needs_fmnist, tiny_overrides
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["loss"]) for r in read_metrics(run / "metrics.jsonl")]
+    return [(r["step"], r["loss"]) for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
 
 
 @needs_fmnist
@@ -32,13 +32,19 @@ def test_mae_run_learns_and_writes_run_dir(tmp_path: Path) -> None:
     cfg = build_config(overrides=tiny_overrides(
         tmp_path, mask={"strategy": "random"}, loss={"predictor": "none"},
         data={"subset": 512}, train={"epochs": 3},
+        eval={"knn_at_end": True, "knn_every_epochs": 2, "knn_train_subset": 500, "knn_test_subset": 200},
     ))
     summary = pretrain(cfg)
     run = Path(cfg.output_dir)
     records = read_metrics(run / "metrics.jsonl")
+    knn = [r for r in records if "knn_top1" in r]
+    records = [r for r in records if "loss" in r]
     assert len(records) == summary.steps == 3 * (512 // 32)
     for key in ("epoch", "step", "loss", "lr", "img_per_s"):
         assert key in records[0]
+    assert [r["epoch"] for r in knn] == [1, 2]  # every 2 epochs, and at the end
+    assert knn[-1]["step"] == summary.steps
+    assert knn[-1]["knn_top1"] == knn[-1]["knn_top1_k20"] > 30  # 10 classes: chance is 10%
     first = np.mean([r["loss"] for r in records[:3]])
     last = np.mean([r["loss"] for r in records[-3:]])
     assert last < 0.9 * first, (first, last)
@@ -75,18 +81,22 @@ def test_hpm_predictor_learns_to_rank(tmp_path: Path) -> None:
 
 @needs_fmnist
 def test_second_run_resumes_instead_of_restarting(tmp_path: Path) -> None:
-    overrides = tiny_overrides(tmp_path, train={"epochs": 1})
+    overrides = tiny_overrides(
+        tmp_path, train={"epochs": 1},
+        eval={"knn_at_end": True, "knn_train_subset": 200, "knn_test_subset": 100},
+    )
     pretrain(build_config(overrides=overrides))
     run = Path(overrides["output_dir"])
     before = (run / "metrics.jsonl").read_text()
+    assert "knn_top1" in before
     summary = pretrain(build_config(overrides=overrides))
     assert summary.steps == 8
-    assert (run / "metrics.jsonl").read_text() == before  # nothing repeated
+    assert (run / "metrics.jsonl").read_text() == before  # nothing repeated, k-NN included
 
 
 def _cli(tmp: Path, overrides: dict, extra: list[str] = ()) -> list[str]:
     args = [sys.executable, "-m", "hpm.cli", "pretrain", "--output-dir", overrides["output_dir"]]
-    for section in ("model", "data", "train", "mask", "loss"):
+    for section in ("model", "data", "train", "mask", "loss", "eval"):
         for key, value in overrides.get(section, {}).items():
             args.append(f"{section}.{key}={json.dumps(value)}")
     return args + list(extra)
