@@ -125,17 +125,10 @@ class _Variant:
         self.step_fn.optimizer_step(0.999)
 
     def gflop(self) -> float:
-        """FLOPs of one step, counted on the eager model (a compiled one hides its ops)."""
-        fn = self.step_fn
-        compiled = fn.forward_model, fn._score
-        fn.forward_model = fn.model
-        fn._score = fn.teacher.score_patches if fn.teacher is not None else None
+        """FLOPs of one step (matmuls, attention, convolution; forward and backward)."""
         counter = FlopCounterMode(display=False)
-        try:
-            with counter:
-                self.step()
-        finally:
-            fn.forward_model, fn._score = compiled
+        with counter:
+            self.step()
         return counter.get_total_flops() / 1e9
 
     def phases(self, steps: int) -> dict[str, float]:

@@ -152,7 +152,6 @@ class TrainConfig(_Section):
     ckpt_every_steps: int | None = None
     keep_ckpts: int = 2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    compile: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

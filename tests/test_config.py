@@ -113,7 +113,7 @@ def test_parse_overrides_types() -> None:
     got = parse_overrides([
         "train.epochs=5",
         "train.blr=0.001",
-        "train.compile=true",
+        "model.norm_pix_loss=true",
         "train.clip_grad=null",
         "data.mean=[0.5, 0.25]",
         "model.preset=vit_s16",
@@ -121,14 +121,14 @@ def test_parse_overrides_types() -> None:
         "data.subset=",
     ])
     assert got == {
-        "train": {"epochs": 5, "blr": 0.001, "compile": True, "clip_grad": None},
+        "train": {"epochs": 5, "blr": 0.001, "clip_grad": None},
         "data": {"mean": [0.5, 0.25], "subset": None},
-        "model": {"preset": "vit_s16"},
+        "model": {"norm_pix_loss": True, "preset": "vit_s16"},
         "output_dir": "runs/x",
     }
     assert type(got["train"]["epochs"]) is int
     assert type(got["train"]["blr"]) is float
-    assert got["train"]["compile"] is True
+    assert got["model"]["norm_pix_loss"] is True
 
 
 def test_parse_overrides_errors() -> None:

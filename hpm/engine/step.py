@@ -103,11 +103,6 @@ class PretrainStep:
         if self.uses_teacher:
             self.teacher = build_teacher(model)
             self.ema = EmaUpdater(self.teacher, model)
-        self._score = self.teacher.score_patches if self.teacher is not None else None
-        if cfg.train.compile:  # fuses the element-wise work around the matmuls (slow first step)
-            self.forward_model = torch.compile(self.forward_model)
-            if self.teacher is not None:
-                self._score = torch.compile(self.teacher.score_patches)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(cfg.train.seed)  # same on every rank: global-batch masks
@@ -125,9 +120,9 @@ class PretrainStep:
     @torch.no_grad()
     def teacher_scores(self, images: Tensor) -> Tensor:
         """Teacher's predicted loss for every patch of the full images. [N, C, H, W] -> [N, L]."""
-        assert self._score is not None
+        assert self.teacher is not None
         with self.timer("teacher"), self.autocast():
-            return self._score(images).float()
+            return self.teacher.score_patches(images).float()
 
     @torch.no_grad()
     def generate_mask(self, images: Tensor, num_hard: int = 0) -> tuple[MaskIds, Tensor | None]:
