@@ -8,7 +8,7 @@ install:
 	PYTHON=$(PYTHON) bash scripts/install.sh
 
 pretrain: install
-	hpm pretrain --output-dir $(RUN)
+	hpm pretrain --subset 10000 --output-dir $(RUN)
 
 test: install
 	$(PYTHON) -m pytest -q

@@ -105,12 +105,12 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from hpm.config import build_config
+    from hpm.config import build_config, parse_overrides
     from hpm.eval.finetune import build_finetune_config
     from hpm.eval.linear import LinearProbeConfig
     from hpm.eval.results import summary_line
-    from hpm.eval.run import EvalOptions, run_eval
     from hpm.errors import ConfigError
+    from hpm.eval.run import EvalOptions, run_eval
 
     overrides_given: list[str] = list(getattr(args, "overrides", []))
     if args.path is not None and "=" in args.path and not Path(args.path).exists():
@@ -122,14 +122,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         random_init=args.random_init,
         weights=args.weights,
         pool=args.pool,
-        batch_size=args.batch_size,
         precision=args.precision or "auto",
         device=args.device,
         data_dir=args.data_dir,
         data_root=args.data_root,
         img_size=args.img_size,
         seed=args.seed,
-        num_workers=args.num_workers,
         out=args.out,
     )
     if args.path is None:  # a random encoder of a preset's architecture
@@ -138,21 +136,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif args.preset:
         raise ConfigError("--preset only applies without a checkpoint; the checkpoint fixes the architecture")
     if args.protocol == "finetune":
-        overrides: dict = {}
-        for key in ("epochs",):
-            if getattr(args, key) is not None:
-                overrides[key] = getattr(args, key)
+        overrides = parse_overrides(overrides_given)
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
         if args.subset is not _RECIPE_DEFAULT:
             overrides["train_subset"] = args.subset
         if args.test_subset is not _RECIPE_DEFAULT:
             overrides["test_subset"] = args.test_subset
-        from hpm.config import parse_overrides
-
-        overrides = {**parse_overrides(overrides_given), **overrides}
         opts.finetune = build_finetune_config(args.recipe, args.config, overrides)
     else:
         if overrides_given:
             raise ConfigError(f"unexpected arguments {overrides_given}; key=value overrides apply to `hpm eval finetune`")
+        opts.batch_size, opts.num_workers = args.batch_size, args.num_workers
         opts.train_subset = 10000 if args.subset is _RECIPE_DEFAULT else args.subset
         opts.test_subset = 2000 if args.test_subset is _RECIPE_DEFAULT else args.test_subset
         if args.protocol == "knn":
@@ -179,9 +174,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets positionals follow options: ``hpm eval finetune RUN --epochs 1 blr=1e-3``."""
+
+    _busy = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+        if self._busy:  # parse_known_intermixed_args calls back in here
+            return super().parse_known_args(args, namespace)
+        self._busy = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._busy = False
+
+
 def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="evaluate a checkpoint: k-NN, linear probe or fine-tuning")
-    protocols = e.add_subparsers(dest="protocol", required=True)
+    protocols = e.add_subparsers(dest="protocol", required=True, parser_class=_IntermixedParser)
     helps = {
         "knn": "weighted k-NN (T=0.07) on frozen features, k in 10, 20, 100, 200",
         "linear": "linear probe (BatchNorm + linear) on cached frozen features",
@@ -193,9 +203,9 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--random-init", action="store_true", help="a randomly initialised encoder of the same architecture (the floor)")
         p.add_argument("--weights", default="student", choices=["student", "teacher"], help="student (default) or HPM's EMA teacher")
         p.add_argument("--subset", type=_count_or_all, default=_RECIPE_DEFAULT, metavar="N|all",
-                       help="class-balanced subset of the train split (knn/linear default 10000; finetune: the recipe's)")
+                       help="class-balanced subset of at most N train images (knn/linear default 10000; finetune: the recipe's)")
         p.add_argument("--test-subset", type=_count_or_all, default=_RECIPE_DEFAULT, metavar="N|all",
-                       help="class-balanced subset of the test split (default 2000)")
+                       help="class-balanced subset of at most N test images (default 2000)")
         p.add_argument("--precision", help="auto (default), bf16, fp16 (CUDA) or fp32")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
         p.add_argument("--data-dir", help="evaluate on an ImageFolder: DIR/train/<class>/ and DIR/val/<class>/")
@@ -204,9 +214,11 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--seed", type=int, default=0, help="subsets and random initialisation")
         p.add_argument("--out", help="result JSON (default PATH/eval/<protocol>[_variant].json)")
         p.add_argument("--preset", help="architecture of --random-init without PATH (default small)")
-        p.add_argument("--batch-size", type=int, default=256, help="images per forward pass when extracting features")
-        p.add_argument("--num-workers", type=int, default=0, help="data-loading processes for feature extraction")
-        p.add_argument("--epochs", type=int, help="probe epochs (default 100) / fine-tuning epochs (default: the recipe's)")
+        if name != "finetune":
+            p.add_argument("--batch-size", type=int, default=256, help="images per forward pass when extracting features")
+            p.add_argument("--num-workers", type=int, default=0, help="data-loading processes for feature extraction")
+        if name != "knn":
+            p.add_argument("--epochs", type=int, help="probe epochs (default 100) / fine-tuning epochs (default: the recipe's)")
         if name != "finetune":
             p.add_argument("--pool", default="cls", choices=["cls", "avg"], help="class token (default) or average of the patch tokens")
         if name == "knn":

@@ -115,7 +115,7 @@ class DataConfig(_Section):
     root: str = FASHION_MNIST_ROOT  # Fashion-MNIST IDX files
     data_dir: str | None = None  # ImageFolder root (train/, optional val/); sets dataset=folder
     channels: int | None = None  # folder data: 3 (RGB) unless set to 1 (greyscale)
-    subset: int | None = 10000  # seeded, class-balanced subset of the training images (null: all)
+    subset: int | None = None  # seeded, class-balanced subset of the training images
     num_workers: int = 1
     crop_scale: tuple[float, float] = (0.2, 1.0)
     hflip: float = 0.5

@@ -122,13 +122,10 @@ def normalisation(cfg: DataConfig, channels: int) -> tuple[tuple[float, ...], tu
 
 
 def _take(full: Dataset, labels: np.ndarray, n: int | None, seed: int, name: str) -> EvalSplit:
-    if n is None or n == len(labels):
+    if n is not None and n < 1:
+        raise DataError(f"a subset needs at least one image, got {n} for the {name} split")
+    if n is None or n >= len(labels):
         return EvalSplit(full, labels, name)
-    if not 0 < n <= len(labels):
-        raise DataError(
-            f"cannot take a subset of {n} images from the {name} split of {len(labels)} images; "
-            f"use a value between 1 and {len(labels)} (or 'all')"
-        )
     indices = balanced_subset(labels, n, seed)
     return EvalSplit(Subset(full, indices.tolist()), labels[indices], name)
 
@@ -156,13 +153,14 @@ def build_eval_data(
         cfg: The ``data`` section (of the checkpoint's config, possibly with another data set).
         img_size: Side of the images the encoder takes.
         channels: The encoder's input channels; folder images are converted to it.
-        train_subset: Seeded, class-balanced subset size of the train split (None: all).
+        train_subset: Size of a seeded, class-balanced subset of the train split; a split
+            with fewer images is used whole (None: always whole).
         test_subset: The same for the test split.
         seed: Chooses the subsets.
 
     Raises:
         DataError: Missing or unreadable data, no labels (no class folders or a single
-            class), a missing ``val/`` split, or more images asked for than there are.
+            class), or a missing ``val/`` split.
     """
     if cfg.dataset == "fashion_mnist":
         if channels != 1:
@@ -203,9 +201,9 @@ def build_eval_data(
             )
         classes = tuple(folders[0].classes)
         num_classes = len(classes)
+    where = cfg.data_dir if cfg.dataset == "folder" else cfg.root
+    _check_labels(EvalSplit(*splits[0]), f"the train split of {where}")
     train = _take(*splits[0][:2], train_subset, seed, splits[0][2])
     test = _take(*splits[1][:2], test_subset, seed, splits[1][2])
-    where = cfg.data_dir if cfg.dataset == "folder" else cfg.root
-    _check_labels(train, f"the train split of {where}")
     mean, std = normalisation(cfg, channels)
     return EvalData(train, test, num_classes, classes, channels, mean, std, img_size, cfg.dataset)

@@ -178,12 +178,14 @@ class _PilDataset(Dataset):
 
 
 def _seed_worker(worker_id: int) -> None:
+    """Seed Python's and NumPy's RNGs (timm's augmentations use them) from torch's worker seed."""
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
 
 
 def _train_transform(data: EvalData, cfg: FinetuneConfig) -> Any:
+    """timm's training transform (PIL in): random resized crop, flip, RandAugment, erasing."""
     return create_transform(
         data.img_size,
         is_training=True,
@@ -208,7 +210,8 @@ def evaluate_classifier(
 
     Each process evaluates every ``world_size``-th image of ``dataset``.
     """
-    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if D.dist.is_initialized() else (0, 1)
+    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if joined else (0, 1)
     shard = Subset(dataset, list(range(rank, len(dataset), world)))  # type: ignore[arg-type]
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate_skip_none)
     was_training = model.training

@@ -19,7 +19,7 @@ from hpm.config import Config
 from hpm.engine.precision import Resolved, resolve_precision
 from hpm.errors import ConfigError, DataError
 from hpm.eval.data import EvalData, build_eval_data
-from hpm.eval.encoder import Pool, _unwrap, extract_features
+from hpm.eval.encoder import Pool, extract_features, unwrap_model
 
 DEFAULT_KS: tuple[int, ...] = (10, 20, 100, 200)
 TEMPERATURE = 0.07
@@ -179,7 +179,7 @@ def knn_eval(
     Returns:
         As :func:`run_knn`: ``top1`` maps each ``k`` (as a string) to an accuracy in %.
     """
-    inner = _unwrap(model)
+    inner = unwrap_model(model)
     if device is None:
         device = next(inner.parameters()).device
     device = torch.device(device)

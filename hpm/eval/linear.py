@@ -90,21 +90,30 @@ def train_linear_probe(
     lr = cfg.blr * batch / 256
     optimizer = torch.optim.SGD(probe.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     total = steps_per_epoch * cfg.epochs
-    schedule = build_lr_schedule(optimizer, total, round(cfg.warmup_epochs * steps_per_epoch))
+    warmup = min(round(cfg.warmup_epochs * steps_per_epoch), total // 2)
+    schedule = build_lr_schedule(optimizer, total, warmup)
     loss_fn = nn.CrossEntropyLoss()
     feats, labels = feats.float(), labels.long()
     probe.train()
     step = 0
-    for _ in range(cfg.epochs):
-        order = torch.randperm(n, generator=gen).to(feats.device)  # [N]
-        for i in range(steps_per_epoch):
-            idx = order[i * batch : (i + 1) * batch]  # [B]
-            schedule.step_update(step)
-            loss = loss_fn(probe(feats[idx]), labels[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
+    threads = torch.get_num_threads()
+    if feats.device.type == "cpu":
+        # Each op is tiny: one thread avoids OpenMP start-up costs, which grow
+        # tenfold or more when other processes share the cores.
+        torch.set_num_threads(1)
+    try:
+        for _ in range(cfg.epochs):
+            order = torch.randperm(n, generator=gen).to(feats.device)  # [N]
+            for i in range(steps_per_epoch):
+                idx = order[i * batch : (i + 1) * batch]  # [B]
+                schedule.step_update(step)
+                loss = loss_fn(probe(feats[idx]), labels[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+    finally:
+        torch.set_num_threads(threads)
     return probe.eval()
 
 

@@ -11,6 +11,7 @@ import torch
 
 from hpm.config import Config, DataConfig
 from hpm.engine import distributed as D
+from hpm.engine.logger import setup_logging
 from hpm.engine.precision import resolve_device, resolve_precision
 from hpm.errors import ConfigError
 from hpm.eval.data import EvalData, build_eval_data
@@ -110,6 +111,7 @@ def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | No
         raise ConfigError("give a run directory or checkpoint folder to evaluate, or --random-init")
     start = time.perf_counter()
     dist = D.init_distributed("cuda" if torch.cuda.is_available() and opts.device != "cpu" else "cpu") if protocol == "finetune" else D.DistInfo()
+    setup_logging(dist.is_main)
     try:
         device = resolve_device(opts.device, dist.local_rank)
         enc = load_encoder(path, opts.random_init, opts.weights, opts.cfg, opts.img_size, opts.seed)
