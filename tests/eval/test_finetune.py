@@ -22,7 +22,7 @@ def test_paper_recipe_has_the_spec_numbers() -> None:
     assert (cfg.layer_decay, cfg.weight_decay, cfg.drop_path) == (0.8, 0.05, 0.1)
     assert cfg.auto_augment is not None and cfg.auto_augment.startswith("rand-m9")
     assert (cfg.reprob, cfg.mixup, cfg.cutmix, cfg.smoothing) == (0.25, 0.8, 1.0, 0.1)
-    assert cfg.train_subset is None and cfg.test_subset is None
+    assert cfg.train_subset is None and cfg.test_subset is None and cfg.head_init_std == 2e-5
 
 
 def test_small_recipe_is_the_default() -> None:
@@ -45,8 +45,8 @@ def test_unknown_key_lists_the_valid_ones() -> None:
 
 def test_mixup_needs_an_even_batch() -> None:
     with pytest.raises(ConfigError, match="batch_size must be even"):
-        build_finetune_config(overrides={"batch_size": 33})
-    assert build_finetune_config(overrides={"batch_size": 33, "mixup": 0, "cutmix": 0}).batch_size == 33
+        build_finetune_config(overrides={"batch_size": 33, "cutmix": 1.0})
+    assert build_finetune_config(overrides={"batch_size": 33}).batch_size == 33  # small: no mixup
 
 
 @pytest.fixture
@@ -76,7 +76,10 @@ def test_fine_tuning_learns_a_tiny_task(squares) -> None:
 def test_full_recipe_runs_with_mixup_randaugment_and_layer_decay(squares) -> None:
     torch.manual_seed(0)
     encoder = build_model(tiny_config(depth=2).model)
-    cfg = FinetuneConfig(epochs=1, batch_size=8, accum_steps=2, auto_augment="rand-m9-mstd0.5-inc1", num_workers=0)
+    cfg = FinetuneConfig(
+        epochs=1, batch_size=8, accum_steps=2, auto_augment="rand-m9-mstd0.5-inc1", num_workers=0,
+        mixup=0.8, cutmix=1.0, reprob=0.25, crop_scale=(0.08, 1.0), head_init_std=2e-5,
+    )
     result, model = run_finetune(encoder, squares, cfg, torch.device("cpu"), "bf16", progress=False)
     assert math.isfinite(result["final_loss"]) and 0.0 <= result["top1"] <= 100.0
     assert result["effective_batch"] == 16 and result["steps"] == 3
