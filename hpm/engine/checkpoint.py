@@ -152,30 +152,46 @@ def load_state(ckpt: Path) -> dict[str, Any]:
     return state
 
 
-def load_weights(module: nn.Module, file: Path) -> None:
-    """Load safetensors weights into a module; a mismatch names the differing keys and shapes."""
+def read_weights(file: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; a missing or unreadable file is a CheckpointError."""
     if not file.is_file():
         raise CheckpointError(f"missing weights file {file}")
     try:
-        weights = load_file(str(file))
-    except Exception as exc:  # noqa: BLE001
+        return load_file(str(file))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
         raise CheckpointError(f"cannot read {file}: {exc}") from exc
-    own = module.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
+
+
+def describe_mismatch(
+    own: dict[str, torch.Tensor],
+    theirs: dict[str, torch.Tensor],
+    skip: set[str] = frozenset(),  # type: ignore[assignment]
+    keys: str = "keys",
+    versus: str = "model",
+) -> list[str]:
+    """Missing / unexpected keys and shape mismatches between two state dicts (empty: they fit)."""
+    missing = sorted(set(own) - set(theirs))
+    unexpected = sorted(set(theirs) - set(own))
     shapes = [
-        f"{k}: file {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(weights))
-        if weights[k].shape != own[k].shape
+        f"{k}: file {tuple(theirs[k].shape)} vs {versus} {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(theirs) - skip)
+        if theirs[k].shape != own[k].shape
     ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        if shapes:
-            parts.append("shape mismatches " + "; ".join(shapes[:5]))
+    parts = []
+    if missing:
+        parts.append(f"missing {keys} {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        parts.append(f"unexpected {keys} {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    if shapes:
+        parts.append("shape mismatches " + "; ".join(shapes[:5]))
+    return parts
+
+
+def load_weights(module: nn.Module, file: Path) -> None:
+    """Load safetensors weights into a module; a mismatch names the differing keys and shapes."""
+    weights = read_weights(file)
+    parts = describe_mismatch(module.state_dict(), weights)
+    if parts:
         raise CheckpointError(
             f"{file} is a checkpoint of another architecture: " + ", ".join(parts)
             + ". Use the config the checkpoint was trained with."

@@ -15,13 +15,12 @@ from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel
-from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from hpm.config import Config, config_from_dict, config_to_dict
 from hpm.data import collate_skip_none
-from hpm.engine.checkpoint import load_state, resolve_checkpoint
+from hpm.engine.checkpoint import describe_mismatch, load_state, read_weights, resolve_checkpoint
 from hpm.engine.logger import LOG
 from hpm.engine.precision import Resolved, autocast, prefer_fused_attention
 from hpm.errors import CheckpointError, ConfigError, DataError
@@ -129,30 +128,12 @@ def with_img_size(cfg: Config, img_size: int | None) -> Config:
 
 def _load_encoder_weights(model: MaskedAutoencoder, file: Path, resized: bool) -> None:
     """Load the encoder part of a checkpoint file; a mismatch names keys and shapes."""
-    if not file.is_file():
-        raise CheckpointError(f"missing weights file {file}")
-    try:
-        weights = load_file(str(file))
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise CheckpointError(f"cannot read {file}: {exc}") from exc
+    weights = read_weights(file)
     own = {k: v for k, v in model.state_dict().items() if is_encoder_key(k)}
     theirs = {k: v for k, v in weights.items() if is_encoder_key(k)}
     skip = set(_FIXED_BUFFERS) if resized else set()
-    missing = sorted(set(own) - set(theirs))
-    unexpected = sorted(set(theirs) - set(own))
-    shapes = [
-        f"{k}: file {tuple(theirs[k].shape)} vs config {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(theirs) - skip)
-        if theirs[k].shape != own[k].shape
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing encoder keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected encoder keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        if shapes:
-            parts.append("shape mismatches " + "; ".join(shapes[:5]))
+    parts = describe_mismatch(own, theirs, skip, keys="encoder keys", versus="config")
+    if parts:
         raise CheckpointError(
             f"{file} holds an encoder of another architecture than its config describes "
             f"({', '.join(parts)}); the checkpoint folder mixes files of different runs"
