@@ -1,4 +1,4 @@
-"""The ``hpm`` command: ``hpm pretrain``, ``hpm bench``, ``hpm eval`` and ``hpm export``."""
+"""The ``hpm`` command: ``hpm pretrain``, ``bench``, ``eval``, ``export`` and ``study``."""
 
 from __future__ import annotations
 
@@ -244,6 +244,21 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     x.set_defaults(func=cmd_export)
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from hpm.study import load_study, parse_study_overrides, run_study, write_report
+
+    spec = load_study(args.config, parse_study_overrides(args.overrides))
+    if args.list:
+        from hpm.study import plan
+
+        for job in plan(spec):
+            print(f"{job.variant.name:24s} seed {job.seed}  {job.run_dir}")
+        return 0
+    out = write_report(spec) if args.report_only else run_study(spec, args.only, args.max_runs)
+    print(f"report: {out / 'results.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpm", description="Masked image modeling with hard patches mining (HPM)."
@@ -269,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--variants", default="mae,hpm", help="comma-separated: mae, hpm")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench, precision=None)
+
+    s = sub.add_parser("study", help="pre-train and evaluate variants x seeds (configs/study/); re-run to continue")
+    s.add_argument("config", help="study YAML, e.g. configs/study/fmnist_reference.yaml")
+    s.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="study keys, e.g. base.train.epochs=5 runs_dir=runs/quick report_dir=runs/quick/report")
+    s.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
+    s.add_argument("--max-runs", type=int, help="stop after starting N pre-training runs")
+    s.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
+    s.add_argument("--list", action="store_true", help="print the planned runs in order and exit")
+    s.set_defaults(func=cmd_study)
 
     _add_eval_parsers(sub)
     return parser

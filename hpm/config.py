@@ -116,7 +116,11 @@ class DataConfig(_Section):
     data_dir: str | None = None  # ImageFolder root (train/, optional val/); sets dataset=folder
     channels: int | None = None  # folder data: 3 (RGB) unless set to 1 (greyscale)
     subset: int | None = None  # seeded, class-balanced subset of the training images
+    subset_seed: int | None = None  # chooses the subset; None: train.seed (fix it to compare seeds on one subset)
     num_workers: int = 1
+    # how images smaller than model.img_size reach it: "resize" (enlarge, bicubic) or "pad"
+    # (zero-pad, centred; the reference runs pad Fashion-MNIST's 28 px to 32)
+    fit: Literal["resize", "pad"] = "resize"
     crop_scale: tuple[float, float] = (0.2, 1.0)
     hflip: float = 0.5
     mean: list[float] | None = None  # None: the data set's own statistics

@@ -96,7 +96,7 @@ def build_pretrain_data(
     Args:
         cfg: The ``data`` section of the run config.
         img_size: Side of the square crops fed to the model.
-        seed: Run seed (chooses the subset).
+        seed: Run seed (chooses the subset unless ``cfg.subset_seed`` is set).
         split: ``"train"``, ``"val"`` or ``"test"`` (Fashion-MNIST maps val to test).
 
     Returns:
@@ -125,11 +125,11 @@ def build_pretrain_data(
                 f"data.subset={cfg.subset} is larger than the data set ({len(full)} images); "
                 "lower it or leave it unset"
             )
-        indices = balanced_subset(full.labels, cfg.subset, seed)
+        indices = balanced_subset(full.labels, cfg.subset, seed if cfg.subset_seed is None else cfg.subset_seed)
         base = Subset(full, indices.tolist())
         labels = full.labels[indices]
 
-    transform = build_pretrain_transform(img_size, mean, std, cfg.crop_scale, cfg.hflip)
+    transform = build_pretrain_transform(img_size, mean, std, cfg.crop_scale, cfg.hflip, cfg.fit)
     return PretrainData(
         dataset=SeededTransformDataset(base, transform),
         base=base,

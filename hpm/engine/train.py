@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from hpm.config import Config, config_from_dict, config_to_dict, diff_configs, save_config
+from hpm.config import Config, _deep_merge, config_from_dict, config_to_dict, diff_configs, save_config
 from hpm.data import GlobalBatchSampler, build_pretrain_data, collate_skip_none
 from hpm.engine import distributed as D
 from hpm.engine.checkpoint import (
@@ -54,6 +54,10 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
     if not saved_path.is_file():
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
+    # keys added to hpm after the run started take their defaults (the run used that behaviour)
+    preset = (saved.get("model") or {}).get("preset", cfg.model.preset)
+    defaults = config_to_dict(config_from_dict({"model": {"preset": preset}}))
+    saved = _deep_merge(defaults, saved)
     diffs = [
         d for d in diff_configs(saved, config_to_dict(cfg))
         if not any(d.startswith(k if k.endswith(".") else k + ":") for k in _RESUME_FREE)
@@ -133,6 +137,7 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
 
     # ---- resume
     start_step = 0
+    time_before = 0.0  # training seconds spent by earlier (interrupted) invocations
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
         state = load_state(ckpt)
@@ -142,6 +147,7 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
         step_fn.load_state_dict(state["step_state"])
         set_rng_state(state["rng"])
         start_step = int(state["step"])
+        time_before = float(state.get("train_time_s", 0.0))
         LOG.info("resuming from %s (step %d of %d)", ckpt, start_step, total_steps)
     if dist.is_main:  # nothing is written before the data, config and checkpoint are known good
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -171,6 +177,11 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
     skipped = 0
     window_images, window_start = 0, time.perf_counter()
     last_ckpt, last_loss = ckpt, None
+    segment_start, eval_time = time.perf_counter(), 0.0
+
+    def train_time() -> float:
+        """Wall seconds spent training this run so far (all invocations, k-NN excluded)."""
+        return time_before + time.perf_counter() - segment_start - eval_time
 
     def check_finite(step: int) -> None:
         bad = int(first_bad.item())
@@ -190,6 +201,7 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
                 "rng": rng_state(),
                 "config": config_to_dict(cfg),
                 "epoch": step // steps_per_epoch,
+                "train_time_s": train_time(),
             }
             last_ckpt = save_checkpoint(run_dir, step, model, step_fn.teacher, state, tc.keep_ckpts)
         D.barrier()
@@ -197,7 +209,8 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
     knn_data = None
 
     def knn(epoch: int, step: int) -> None:
-        nonlocal knn_data
+        nonlocal knn_data, eval_time, window_start
+        started = time.perf_counter()
         if dist.is_main:
             from hpm.eval.data import build_eval_data
             from hpm.eval.knn import knn_eval
@@ -219,6 +232,9 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
                 ", ".join(f"k={k} {v:.2f}%" for k, v in top1.items()),
             )
         D.barrier()
+        spent = time.perf_counter() - started
+        eval_time += spent
+        window_start += spent  # images/s counts training only
 
     step = start_step
     for epoch in range(start_step // steps_per_epoch, tc.epochs):
@@ -268,6 +284,7 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
                 record = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"]}
                 record.update({k: float(v) for k, v in zip(keys, values.tolist())})
                 record["img_per_s"] = window_images / max(elapsed, 1e-9)
+                record["time_s"] = train_time()
                 record["skipped_images"] = int(D.all_reduce_sum(torch.tensor([skipped], device=device)).item())
                 if cfg.mask.strategy == "hpm":
                     record["alpha"] = alpha

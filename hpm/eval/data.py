@@ -68,6 +68,7 @@ class EvalData:
         std: Per-channel normalisation standard deviation.
         img_size: Side of the square images fed to the encoder.
         name: ``"fashion_mnist"`` or ``"folder"``.
+        fit: ``"resize"`` or ``"pad"`` (how smaller images reach ``img_size``; as in pre-training).
     """
 
     train: EvalSplit
@@ -79,10 +80,11 @@ class EvalData:
     std: tuple[float, ...]
     img_size: int
     name: str
+    fit: str = "resize"
 
     def transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The deterministic evaluation transform (uint8 ``[C, H, W]`` -> normalised float)."""
-        return build_eval_transform(self.img_size, self.mean, self.std)
+        return build_eval_transform(self.img_size, self.mean, self.std, self.fit)
 
     def describe(self) -> dict[str, object]:
         """A JSON-ready summary for result files."""
@@ -93,6 +95,7 @@ class EvalData:
             "test_split": self.test.name,
             "num_classes": self.num_classes,
             "img_size": self.img_size,
+            "fit": self.fit,
             "channels": self.channels,
             "mean": list(self.mean),
             "std": list(self.std),
@@ -206,4 +209,4 @@ def build_eval_data(
     train = _take(*splits[0][:2], train_subset, seed, splits[0][2])
     test = _take(*splits[1][:2], test_subset, seed, splits[1][2])
     mean, std = normalisation(cfg, channels)
-    return EvalData(train, test, num_classes, classes, channels, mean, std, img_size, cfg.dataset)
+    return EvalData(train, test, num_classes, classes, channels, mean, std, img_size, cfg.dataset, cfg.fit)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hpm.config import Config, config_from_dict, config_to_dict
 from hpm.data import collate_skip_none
+from hpm.eval.data import EvalData
 from hpm.engine.checkpoint import describe_mismatch, load_state, read_weights, resolve_checkpoint
 from hpm.engine.logger import LOG
 from hpm.engine.precision import Resolved, autocast, prefer_fused_attention
@@ -343,3 +344,38 @@ def extract_features(
     if not feats:
         raise DataError("no readable image in the data set; nothing to evaluate")
     return torch.cat(feats), torch.cat(labels)
+
+
+@torch.no_grad()
+def extract_pixels(dataset: Dataset, batch_size: int = 256, num_workers: int = 0) -> tuple[Tensor, Tensor]:
+    """The "raw pixels" floor: each readable image flattened. Returns float32 [N, C*H*W], int64 [N]."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_skip_none)
+    feats, labels = [], []
+    for images, targets, _ in loader:
+        if images.shape[0]:
+            feats.append(images.flatten(1).float())  # [B, C*H*W]
+            labels.append(targets)
+    if not feats:
+        raise DataError("no readable image in the data set; nothing to evaluate")
+    return torch.cat(feats), torch.cat(labels)
+
+
+def split_features(
+    model: torch.nn.Module | None,
+    data: EvalData,
+    pool: Pool,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    precision: Resolved = "fp32",
+    num_workers: int = 0,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Train and test features (``model=None``: raw pixels) -> train_x, train_y, test_x, test_y."""
+    transform = data.transform()
+    out: list[Tensor] = []
+    for split in (data.train, data.test):
+        dataset = split.with_transform(transform)
+        if model is None:
+            out += extract_pixels(dataset, batch_size, num_workers)
+        else:
+            out += extract_features(model, dataset, pool, batch_size, device, precision, num_workers)
+    return out[0], out[1], out[2], out[3]

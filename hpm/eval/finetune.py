@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from hpm.config import Precision, parse_overrides
 from hpm.data import collate_skip_none
+from hpm.data.transforms import PadTo
 from hpm.engine import distributed as D
 from hpm.engine.logger import LOG
 from hpm.engine.optim import build_lr_schedule
@@ -167,9 +168,10 @@ def build_finetune_config(
 class _PilDataset(Dataset):
     """Feeds a timm PIL transform from a data set of uint8 ``[C, H, W]`` tensors."""
 
-    def __init__(self, base: Dataset, transform: Any) -> None:
+    def __init__(self, base: Dataset, transform: Any, pad_to: int | None = None) -> None:
         self.base = base
         self.transform = transform
+        self.pad = PadTo(pad_to) if pad_to else None
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -179,6 +181,8 @@ class _PilDataset(Dataset):
         if item is None:
             return None
         image, label = item  # uint8 [C, H, W]
+        if self.pad is not None:
+            image = self.pad(image)
         return self.transform(TF.to_pil_image(image)), int(label)
 
 
@@ -274,7 +278,7 @@ def run_finetune(
     model.set_grad_checkpointing(False)
     model = model.to(device).train()
 
-    train_set = _PilDataset(data.train.base, _train_transform(data, cfg))
+    train_set = _PilDataset(data.train.base, _train_transform(data, cfg), data.img_size if data.fit == "pad" else None)
     test_set = data.test.with_transform(data.transform())
     sampler = DistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed, drop_last=True)
     loader = DataLoader(

@@ -19,7 +19,7 @@ from hpm.config import Config
 from hpm.engine.precision import Resolved, resolve_precision
 from hpm.errors import ConfigError, DataError
 from hpm.eval.data import EvalData, build_eval_data
-from hpm.eval.encoder import Pool, extract_features, unwrap_model
+from hpm.eval.encoder import Pool, split_features, unwrap_model
 
 DEFAULT_KS: tuple[int, ...] = (10, 20, 100, 200)
 TEMPERATURE = 0.07
@@ -112,7 +112,7 @@ def knn_classify(
 
 
 def run_knn(
-    model: torch.nn.Module,
+    model: torch.nn.Module | None,
     data: EvalData,
     ks: Sequence[int] = DEFAULT_KS,
     pool: Pool = "cls",
@@ -128,10 +128,8 @@ def run_knn(
         ``{"top1": {k: %}, "pool", "temperature", "ks", "num_train", "num_test",
         "extract_s", "knn_s"}``.
     """
-    transform = data.transform()
     start = time.perf_counter()
-    train_x, train_y = extract_features(model, data.train.with_transform(transform), pool, batch_size, device, precision, num_workers)
-    test_x, test_y = extract_features(model, data.test.with_transform(transform), pool, batch_size, device, precision, num_workers)
+    train_x, train_y, test_x, test_y = split_features(model, data, pool, batch_size, device, precision, num_workers)
     extracted = time.perf_counter()
     top1 = knn_classify(train_x, train_y, test_x, test_y, ks, temperature, data.num_classes)
     done = time.perf_counter()

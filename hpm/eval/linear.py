@@ -22,7 +22,7 @@ from hpm.engine.optim import build_lr_schedule
 from hpm.engine.precision import Resolved
 from hpm.errors import ConfigError
 from hpm.eval.data import EvalData
-from hpm.eval.encoder import Pool, extract_features
+from hpm.eval.encoder import Pool, split_features
 
 
 @dataclass
@@ -129,7 +129,7 @@ def probe_accuracy(probe: LinearProbe, feats: Tensor, labels: Tensor, batch_size
 
 
 def run_linear(
-    model: torch.nn.Module,
+    model: torch.nn.Module | None,
     data: EvalData,
     pool: Pool = "cls",
     probe_cfg: LinearProbeConfig | None = None,
@@ -144,10 +144,8 @@ def run_linear(
         ``{"top1", "train_top1", "pool", "probe", "num_train", "num_test", "extract_s", "probe_s"}``.
     """
     probe_cfg = probe_cfg or LinearProbeConfig()
-    transform = data.transform()
     start = time.perf_counter()
-    train_x, train_y = extract_features(model, data.train.with_transform(transform), pool, batch_size, device, precision, num_workers)
-    test_x, test_y = extract_features(model, data.test.with_transform(transform), pool, batch_size, device, precision, num_workers)
+    train_x, train_y, test_x, test_y = split_features(model, data, pool, batch_size, device, precision, num_workers)
     extracted = time.perf_counter()
     probe = train_linear_probe(train_x, train_y, data.num_classes, probe_cfg)
     done = time.perf_counter()

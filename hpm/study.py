@@ -1,0 +1,478 @@
+"""``hpm study CONFIG``: pre-train several variants x seeds on the same data, evaluate, report.
+
+A study file (YAML, see ``configs/study/``) names a ``base`` pre-training config shared by all
+variants, the variants (an ablation YAML and/or overrides, and their seeds) and what to measure.
+Every run lives in ``runs_dir/<variant>/seed_<s>/`` and every finished piece of work leaves a
+file there, so re-running the command continues where it stopped: an interrupted pre-training
+resumes from its last checkpoint, finished runs and evaluations are not redone. The report
+(``results.json``, ``results.md`` and ``curves.png`` in ``report_dir``) is rewritten from
+whatever has finished after every job (``--report-only`` rebuilds it without training).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hpm.config import Config, _deep_merge, config_from_dict, config_to_dict
+from hpm.engine.checkpoint import atomic_write_text
+from hpm.engine.logger import LOG, read_metrics, setup_logging
+from hpm.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VariantSpec(_Strict):
+    """One way of pre-training: an ablation file and/or overrides on top of ``base``."""
+
+    name: str
+    config: str | None = None  # YAML of overrides, relative to the working directory
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    priority: int = 1  # lower runs first; within a priority, seed-major (all variants' first seed first)
+    finetune_seeds: list[int] = Field(default_factory=list)
+    # train for as long (wall clock) as this variant's run of the same seed took (its epochs are
+    # scaled by the ratio of the two runs' training times measured in this study)
+    match_time_of: str | None = None
+    time_reference: str | None = None  # the variant whose epochs the time ratio is applied to
+    description: str = ""
+
+
+class StudyEval(_Strict):
+    """What every finished run is evaluated with (identical data for all runs)."""
+
+    train_subset: int | None = 10000
+    test_subset: int | None = 2000
+    seed: int = 0  # chooses the evaluation subsets (the same for every run)
+    pool: str = "cls"
+    knn_k: int = 20
+    linear: bool = True
+    finetune_recipe: str = "small"
+    ranking_images: int = 512  # test images for the teacher's ranking quality
+    ranking_masks: int = 10
+    precision: str = "auto"
+
+
+class StudySpec(_Strict):
+    """A whole study file."""
+
+    name: str
+    runs_dir: str
+    report_dir: str
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict)
+    eval: StudyEval = StudyEval()
+    floors: bool = True  # random-init encoder and raw pixels under the same k-NN and probe
+    variants: list[VariantSpec]
+    reference: dict[str, Any] = Field(default_factory=dict)  # published figures shown beside ours
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudySpec":
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        for v in self.variants:
+            for ref in (v.match_time_of, v.time_reference):
+                if ref is not None and ref not in names:
+                    raise ValueError(f"variant {v.name!r} refers to unknown variant {ref!r}")
+            if (v.match_time_of is None) != (v.time_reference is None):
+                raise ValueError(f"variant {v.name!r}: give both match_time_of and time_reference")
+            if not set(v.finetune_seeds) <= set(v.seeds):
+                raise ValueError(f"variant {v.name!r}: finetune_seeds must be among its seeds")
+        return self
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
+    """Read and validate a study file; ``overrides`` (nested dict) are merged on top."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"study file {file} does not exist (see configs/study/)")
+    raw = yaml.safe_load(file.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"study file {file} must hold a mapping")
+    raw = _deep_merge(raw, overrides or {})
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc']) or 'study'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"invalid study file {file}:\n  " + "\n  ".join(lines)) from None
+    for v in spec.variants:  # fail before any work if a variant's config does not resolve
+        variant_config(spec, v, v.seeds[0] if v.seeds else 0)
+    return spec
+
+
+@dataclass(frozen=True)
+class Job:
+    """One pre-training run of the study."""
+
+    variant: VariantSpec
+    seed: int
+    run_dir: Path
+
+
+def variant_config(spec: StudySpec, variant: VariantSpec, seed: int, epochs: int | None = None) -> Config:
+    """The resolved pre-training config of one run: base, then the variant's file, overrides, seed."""
+    raw = copy.deepcopy(spec.base)
+    if variant.config is not None:
+        file = Path(variant.config)
+        if not file.is_file():
+            raise ConfigError(f"variant {variant.name!r}: config file {file} does not exist")
+        raw = _deep_merge(raw, yaml.safe_load(file.read_text()) or {})
+    raw = _deep_merge(raw, variant.overrides)
+    raw = _deep_merge(raw, {"train": {"seed": seed}, "output_dir": str(run_dir(spec, variant.name, seed))})
+    if epochs is not None:
+        raw["train"]["epochs"] = epochs
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"variant {variant.name!r}: {exc}") from None
+
+
+def run_dir(spec: StudySpec, name: str, seed: int) -> Path:
+    return Path(spec.runs_dir) / name / f"seed_{seed}"
+
+
+def plan(spec: StudySpec) -> list[Job]:
+    """All runs in execution order: by priority, then seed index, then the order in the file."""
+    keyed = []
+    for vi, v in enumerate(spec.variants):
+        for si, seed in enumerate(v.seeds):
+            keyed.append(((v.priority, si, vi), Job(v, seed, run_dir(spec, v.name, seed))))
+    return [job for _, job in sorted(keyed, key=lambda kv: kv[0])]
+
+
+# ------------------------------------------------------------------ per-run files
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _done_file(d: Path) -> Path:
+    return d / "study_pretrain.json"
+
+
+def _eval_file(d: Path, what: str) -> Path:
+    return d / "eval" / f"study_{what}.json"
+
+
+def train_time(d: Path) -> float | None:
+    """Training seconds of a finished run (None if not finished)."""
+    done = _read_json(_done_file(d))
+    return None if done is None else float(done["train_time_s"])
+
+
+def _matched_epochs(spec: StudySpec, job: Job) -> int | None:
+    """Epochs that give the same training time as ``match_time_of`` (None until both have run)."""
+    v = job.variant
+    target = train_time(run_dir(spec, v.match_time_of, job.seed))  # type: ignore[arg-type]
+    reference = train_time(run_dir(spec, v.time_reference, job.seed))  # type: ignore[arg-type]
+    if target is None or reference is None:
+        return None
+    ref_variant = next(x for x in spec.variants if x.name == v.time_reference)
+    ref_epochs = variant_config(spec, ref_variant, job.seed).train.epochs
+    return max(1, round(ref_epochs * target / reference))
+
+
+def _pretrain(spec: StudySpec, job: Job, epochs: int | None) -> None:
+    from hpm.engine.train import pretrain
+
+    cfg = variant_config(spec, job.variant, job.seed, epochs)
+    started = time.perf_counter()
+    summary = pretrain(cfg)
+    records = read_metrics(job.run_dir / "metrics.jsonl")
+    steps = [r for r in records if "loss" in r]
+    if not steps:
+        raise ConfigError(f"{job.run_dir}/metrics.jsonl holds no training records")
+    speeds = [r["img_per_s"] for r in steps[1:]] or [steps[0]["img_per_s"]]  # the first window includes start-up
+    _write_json(_done_file(job.run_dir), {
+        "variant": job.variant.name,
+        "seed": job.seed,
+        "epochs": cfg.train.epochs,
+        "steps": summary.steps,
+        "precision": cfg.train.precision,
+        "train_time_s": steps[-1].get("time_s", time.perf_counter() - started),
+        "img_per_s": statistics.median(speeds),
+        "final_loss": summary.final_loss,
+        "checkpoint": str(summary.checkpoint),
+    })
+
+
+def _eval_run(spec: StudySpec, job: Job) -> None:
+    """k-NN, linear probe, ranking quality and (for finetune seeds) fine-tuning of one run."""
+    from hpm.eval.run import EvalOptions, run_eval
+
+    ev = spec.eval
+    base = dict(train_subset=ev.train_subset, test_subset=ev.test_subset, seed=ev.seed, pool=ev.pool, precision=ev.precision)
+    todo = [("knn", "knn")] + ([("linear", "linear")] if ev.linear else [])
+    if job.seed in job.variant.finetune_seeds:
+        todo.append(("finetune", "finetune"))
+    for protocol, what in todo:
+        out = _eval_file(job.run_dir, what)
+        if out.is_file():
+            continue
+        opts = EvalOptions(**base, out=out)
+        if protocol == "finetune":
+            from hpm.eval.finetune import build_finetune_config
+
+            opts.finetune = build_finetune_config(ev.finetune_recipe)
+        LOG.info("study %s: %s / seed %d: %s", spec.name, job.variant.name, job.seed, protocol)
+        run_eval(protocol, job.run_dir, opts)  # type: ignore[arg-type]
+    out = _eval_file(job.run_dir, "ranking")
+    if not out.is_file():
+        _write_json(out, ranking_eval(spec, job.run_dir))
+
+
+def ranking_eval(spec: StudySpec, path: Path) -> dict[str, Any]:
+    """Teacher / student full-image prediction vs the real loss averaged over random masks."""
+    import torch
+
+    from hpm.eval.data import build_eval_data
+    from hpm.eval.patch_loss import load_pretrained, ranking_quality
+
+    models = load_pretrained(path)
+    cfg = models.cfg
+    if not models.student.has_predictor:
+        return {"available": False}
+    data = build_eval_data(cfg.data, cfg.model.img_size, int(cfg.model.in_chans or 1), None, spec.eval.ranking_images, spec.eval.seed)
+    dataset = data.test.with_transform(data.transform())
+    imgs = torch.stack([dataset[i][0] for i in range(len(dataset))])  # [N, C, H, W]
+    started = time.perf_counter()
+    result = ranking_quality(models, imgs, spec.eval.ranking_masks, seed=spec.eval.seed)
+    return {"available": True, "images": int(imgs.shape[0]), "masks": spec.eval.ranking_masks,
+            "seconds": round(time.perf_counter() - started, 2), **result}
+
+
+def _floors(spec: StudySpec) -> None:
+    """Random-init encoder (the base architecture) and raw pixels under the same k-NN and probe."""
+    from hpm.eval.data import build_eval_data
+    from hpm.eval.knn import run_knn
+    from hpm.eval.linear import LinearProbeConfig, run_linear
+    from hpm.eval.run import EvalOptions, run_eval
+
+    ev = spec.eval
+    floor_dir = Path(spec.runs_dir) / "floors"
+    cfg = variant_config(spec, spec.variants[0], 0)
+    for protocol in ["knn"] + (["linear"] if ev.linear else []):
+        out = floor_dir / f"random_init_{protocol}.json"
+        if not out.is_file():
+            LOG.info("study %s: random-init floor: %s", spec.name, protocol)
+            opts = EvalOptions(random_init=True, cfg=cfg, train_subset=ev.train_subset, test_subset=ev.test_subset,
+                               seed=ev.seed, pool=ev.pool, precision=ev.precision, out=out)
+            run_eval(protocol, None, opts)  # type: ignore[arg-type]
+        out = floor_dir / f"raw_pixels_{protocol}.json"
+        if not out.is_file():
+            LOG.info("study %s: raw-pixels floor: %s", spec.name, protocol)
+            data = build_eval_data(cfg.data, cfg.model.img_size, 1 if cfg.data.dataset == "fashion_mnist" else (cfg.data.channels or 3),
+                                   ev.train_subset, ev.test_subset, ev.seed)
+            started = time.perf_counter()
+            result = run_knn(None, data) if protocol == "knn" else run_linear(None, data, probe_cfg=LinearProbeConfig())
+            _write_json(out, {"protocol": protocol, "source": {"kind": "raw_pixels"}, "data": data.describe(),
+                              "result": result, "seconds": round(time.perf_counter() - started, 3)})
+
+
+def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | None = None) -> Path:
+    """Run (or continue) the study; returns the report directory.
+
+    Args:
+        spec: The study.
+        only: Run only these variants (the report still covers everything finished).
+        max_jobs: Stop after this many pre-training runs were started in this call.
+    """
+    setup_logging(True)
+    if only:
+        unknown = sorted(set(only) - {v.name for v in spec.variants})
+        if unknown:
+            raise ConfigError(f"unknown variant(s) {unknown}; the study has {[v.name for v in spec.variants]}")
+    Path(spec.runs_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(spec.runs_dir) / "study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    if spec.floors:
+        _floors(spec)
+        write_report(spec)
+    started = 0
+    deferred: list[Job] = []
+    for job in plan(spec):
+        if only and job.variant.name not in only:
+            continue
+        epochs = None
+        if job.variant.match_time_of is not None:
+            epochs = _matched_epochs(spec, job)
+            if epochs is None:
+                deferred.append(job)
+                continue
+        if not _done_file(job.run_dir).is_file():
+            if max_jobs is not None and started >= max_jobs:
+                break
+            started += 1
+            LOG.info("study %s: pre-training %s / seed %d -> %s", spec.name, job.variant.name, job.seed, job.run_dir)
+            _pretrain(spec, job, epochs)
+        _eval_run(spec, job)
+        write_report(spec)
+    for job in deferred:
+        LOG.warning("study %s: %s / seed %d waits for runs of %s and %s of the same seed",
+                    spec.name, job.variant.name, job.seed, job.variant.match_time_of, job.variant.time_reference)
+    return write_report(spec)
+
+
+# ------------------------------------------------------------------ report
+def _result(path: Path, *keys: str) -> float | None:
+    data = _read_json(path)
+    if data is None:
+        return None
+    node: Any = data["result"]
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return None if node is None else float(node)
+
+
+def _last_mean(records: list[dict[str, Any]], key: str, n: int = 5) -> float | None:
+    values = [r[key] for r in records if key in r and r[key] is not None]
+    return statistics.fmean(values[-n:]) if values else None
+
+
+def collect(spec: StudySpec) -> dict[str, Any]:
+    """Every finished figure of the study, per run and per variant (mean, std over seeds)."""
+    k = str(spec.eval.knn_k)
+    runs = []
+    for job in plan(spec):
+        done = _read_json(_done_file(job.run_dir))
+        if done is None:
+            continue
+        records = read_metrics(job.run_dir / "metrics.jsonl")
+        rank = _read_json(_eval_file(job.run_dir, "ranking")) or {}
+        runs.append({
+            "variant": job.variant.name,
+            "seed": job.seed,
+            "epochs": done["epochs"],
+            "precision": done["precision"],
+            "knn_top1": _result(_eval_file(job.run_dir, "knn"), "top1", k),
+            "linear_top1": _result(_eval_file(job.run_dir, "linear"), "top1"),
+            "finetune_top1": _result(_eval_file(job.run_dir, "finetune"), "top1"),
+            "pred_spearman": _last_mean(records, "pred_spearman"),
+            "teacher_spearman_train": _last_mean(records, "teacher_spearman"),
+            "teacher_rank_spearman": rank.get("teacher_spearman"),
+            "teacher_rank_top25": rank.get("teacher_top25"),
+            "student_rank_spearman": rank.get("student_spearman"),
+            "final_loss_rec": _last_mean(records, "loss_rec"),
+            "img_per_s": done["img_per_s"],
+            "train_time_s": done["train_time_s"],
+        })
+    metrics = ["knn_top1", "linear_top1", "finetune_top1", "pred_spearman", "teacher_spearman_train",
+               "teacher_rank_spearman", "teacher_rank_top25", "final_loss_rec", "img_per_s", "train_time_s"]
+    variants = []
+    for v in spec.variants:
+        mine = [r for r in runs if r["variant"] == v.name]
+        if not mine:
+            variants.append({"variant": v.name, "seeds_done": 0, "seeds_planned": len(v.seeds)})
+            continue
+        row: dict[str, Any] = {"variant": v.name, "seeds_done": len(mine), "seeds_planned": len(v.seeds),
+                               "epochs": sorted({r["epochs"] for r in mine}), "description": v.description}
+        for m in metrics:
+            values = [r[m] for r in mine if r[m] is not None]
+            row[m] = {"mean": statistics.fmean(values) if values else None,
+                      "std": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
+        variants.append(row)
+    floors = {}
+    floor_dir = Path(spec.runs_dir) / "floors"
+    for kind in ("random_init", "raw_pixels"):
+        floors[kind] = {"knn_top1": _result(floor_dir / f"{kind}_knn.json", "top1", k),
+                        "linear_top1": _result(floor_dir / f"{kind}_linear.json", "top1")}
+    return {"study": spec.name, "description": spec.description, "knn_k": spec.eval.knn_k,
+            "variants": variants, "runs": runs, "floors": floors, "reference": spec.reference}
+
+
+def _fmt(cell: dict[str, Any] | float | None, digits: int = 2) -> str:
+    if cell is None:
+        return "–"
+    if isinstance(cell, dict):
+        if cell["mean"] is None:
+            return "–"
+        text = f"{cell['mean']:.{digits}f}"
+        return text + (f" ± {cell['std']:.{digits}f}" if cell["std"] is not None else "")
+    return f"{cell:.{digits}f}"
+
+
+def format_report(results: dict[str, Any]) -> str:
+    """The Markdown tables of :func:`collect`'s results."""
+    k = results["knn_k"]
+    lines = [f"# Study `{results['study']}`", "", results["description"].strip(), "",
+             f"Mean ± sample std over seeds (n = seeds finished). k-NN@{k} and linear-probe top-1 (%) on the "
+             "same test images for every run; `pred_spearman`: the student's predictor on its own masked "
+             "batches (training log, mean of the last 5 logs); teacher ranking: the EMA teacher's prediction "
+             "on the full image vs the real loss averaged over random masks (test images); time: training "
+             "wall-clock minutes.", "",
+             f"| variant | seeds | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | teacher ranking ρ | "
+             "teacher top-25% | img/s | time (min) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in results["variants"]:
+        if not row["seeds_done"]:
+            lines.append(f"| {row['variant']} | 0/{row['seeds_planned']} | – | not run yet | | | | | | | |")
+            continue
+        minutes = dict(row["train_time_s"])
+        minutes = {**minutes, "mean": minutes["mean"] / 60 if minutes["mean"] is not None else None,
+                   "std": minutes["std"] / 60 if minutes["std"] is not None else None}
+        lines.append(
+            f"| {row['variant']} | {row['seeds_done']}/{row['seeds_planned']} | {','.join(map(str, row['epochs']))} | "
+            f"{_fmt(row['knn_top1'])} | {_fmt(row['linear_top1'])} | {_fmt(row['finetune_top1'])} | "
+            f"{_fmt(row['pred_spearman'], 3)} | {_fmt(row['teacher_rank_spearman'], 3)} | "
+            f"{_fmt(row['teacher_rank_top25'], 3)} | {_fmt(row['img_per_s'], 0)} | {_fmt(minutes, 1)} |"
+        )
+    floors = results["floors"]
+    lines += ["", "Floors (no pre-training, same evaluation):", "", f"| features | k-NN@{k} | linear |", "|---|---|---|"]
+    for kind, row in floors.items():
+        lines.append(f"| {kind.replace('_', ' ')} | {_fmt(row['knn_top1'])} | {_fmt(row['linear_top1'])} |")
+    lines += ["", "Per run:", "", f"| variant | seed | precision | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | "
+              "teacher ranking ρ | img/s | time (min) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["runs"]:
+        lines.append(
+            f"| {r['variant']} | {r['seed']} | {r['precision']} | {r['epochs']} | {_fmt(r['knn_top1'])} | "
+            f"{_fmt(r['linear_top1'])} | {_fmt(r['finetune_top1'])} | {_fmt(r['pred_spearman'], 3)} | "
+            f"{_fmt(r['teacher_rank_spearman'], 3)} | {_fmt(r['img_per_s'], 0)} | {_fmt(r['train_time_s'] / 60, 1)} |"
+        )
+    ref = results.get("reference") or {}
+    if ref:
+        lines += ["", "Reference figures (not produced by this runner):", "", "```yaml",
+                  yaml.safe_dump(ref, sort_keys=False).strip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(spec: StudySpec) -> Path:
+    """Write ``results.json``, ``results.md`` and (with finished runs) ``curves.png``."""
+    out = Path(spec.report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = collect(spec)
+    _write_json(out / "results.json", results)
+    atomic_write_text(out / "results.md", format_report(results))
+    dirs = [run_dir(spec, r["variant"], r["seed"]) for r in results["runs"] if r["seed"] == min(
+        x["seed"] for x in results["runs"] if x["variant"] == r["variant"])]
+    if dirs:
+        try:
+            from hpm.viz.plot import plot_runs
+
+            plot_runs(dirs, out / "curves.png", names=[f"{d.parent.name} (seed {d.name[5:]})" for d in dirs])
+        except Exception as exc:  # noqa: BLE001 - a figure must not stop hours of training
+            LOG.warning("curves.png not written: %s", exc)
+    return out
+
+
+def parse_study_overrides(items: list[str]) -> dict[str, Any]:
+    """``["base.train.epochs=5", "runs_dir=runs/x"]`` -> nested dict (YAML-typed values)."""
+    from hpm.config import parse_overrides
+
+    return parse_overrides(items)
+
+
+__all__ = ["StudySpec", "VariantSpec", "load_study", "plan", "run_study", "collect", "format_report",
+           "write_report", "variant_config", "ranking_eval"]
