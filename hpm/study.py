@@ -58,6 +58,7 @@ class StudyEval(_Strict):
     knn_k: int = 20
     linear: bool = True
     finetune_recipe: str = "small"
+    finetune_overrides: dict[str, Any] = Field(default_factory=dict)  # keys of the recipe to change
     ranking_images: int = 512  # test images for the teacher's ranking quality
     ranking_masks: int = 10
     precision: str = "auto"
@@ -227,7 +228,7 @@ def _eval_run(spec: StudySpec, job: Job) -> None:
         if protocol == "finetune":
             from hpm.eval.finetune import build_finetune_config
 
-            opts.finetune = build_finetune_config(ev.finetune_recipe)
+            opts.finetune = build_finetune_config(ev.finetune_recipe, overrides=ev.finetune_overrides)
         LOG.info("study %s: %s / seed %d: %s", spec.name, job.variant.name, job.seed, protocol)
         run_eval(protocol, job.run_dir, opts)  # type: ignore[arg-type]
     out = _eval_file(job.run_dir, "ranking")

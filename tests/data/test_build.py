@@ -103,3 +103,21 @@ def test_stats_must_match_channels(image_tree: Path) -> None:
 def test_subset_larger_than_data(image_tree: Path) -> None:
     with pytest.raises(DataError, match="data.subset=6"):
         build_pretrain_data(DataConfig(data_dir=str(image_tree), subset=6), 16, seed=0)
+
+
+@needs_fashion_mnist
+def test_subset_seed_fixes_the_subset_across_run_seeds() -> None:
+    a = build_pretrain_data(DataConfig(subset=100, subset_seed=3), img_size=32, seed=0)
+    b = build_pretrain_data(DataConfig(subset=100, subset_seed=3), img_size=32, seed=1)
+    c = build_pretrain_data(DataConfig(subset=100), img_size=32, seed=1)
+    assert np.array_equal(a.base.indices, b.base.indices)  # type: ignore[attr-defined]
+    assert not np.array_equal(a.base.indices, c.base.indices)  # type: ignore[attr-defined]
+
+
+@needs_fashion_mnist
+def test_fit_pad_gives_padded_fashion_mnist() -> None:
+    data = build_pretrain_data(DataConfig(subset=10, fit="pad", crop_scale=(1.0, 1.0), hflip=0.0), img_size=32, seed=0)
+    image, _ = data.dataset[(0, 0)]
+    assert image.shape == (1, 32, 32)
+    background = (0 - FASHION_MNIST_MEAN[0]) / FASHION_MNIST_STD[0]
+    assert torch.allclose(image[0, 0], torch.full((32,), background), atol=1e-4)  # a padded row

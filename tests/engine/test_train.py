@@ -201,3 +201,43 @@ def test_all_files_unreadable_is_a_clear_error(tmp_path: Path) -> None:
     overrides = tiny_overrides(tmp_path, data={"data_dir": str(root), "subset": None})
     with pytest.raises(DataError, match="could be read"):
         pretrain(build_config(overrides=overrides))
+
+
+@needs_fmnist
+def test_training_time_is_logged_and_carried_over_a_resume(tmp_path: Path) -> None:
+    overrides = tiny_overrides(tmp_path, train={"epochs": 1})
+    pretrain(build_config(overrides=overrides))
+    run = Path(overrides["output_dir"])
+    times = [r["time_s"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+    assert len(times) == 8 and all(b > a > 0 for a, b in zip(times, times[1:]))
+    saved = load_state(latest_checkpoint(run))["train_time_s"]
+    assert saved >= times[-1]
+    longer = tiny_overrides(tmp_path, train={"epochs": 2})
+    with pytest.raises(ConfigError):  # epochs differ: another run
+        pretrain(build_config(overrides=longer))
+
+
+@needs_fmnist
+def test_resume_accepts_a_run_made_before_a_config_key_existed(tmp_path: Path) -> None:
+    overrides = tiny_overrides(tmp_path, train={"epochs": 2, "ckpt_every_steps": 3})
+    pretrain(build_config(overrides=overrides))
+    run = Path(overrides["output_dir"])
+    # pretend the run predates data.fit / data.subset_seed and was interrupted (drop its newest checkpoint)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["data"]["fit"], saved["data"]["subset_seed"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    for ckpt in list_checkpoints(run)[1:]:
+        import shutil
+
+        shutil.rmtree(ckpt)
+    before = load_state(latest_checkpoint(run))["train_time_s"]
+    summary = pretrain(build_config(overrides=overrides))  # defaults: resumes
+    assert summary.steps == 16
+    records = [r for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in records] == list(range(1, 17))
+    assert records[-1]["time_s"] > before
+    # but a new key set to a non-default value is another run
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(ConfigError, match="data.fit"):
+        pretrain(build_config(overrides=tiny_overrides(tmp_path, train={"epochs": 2, "ckpt_every_steps": 3},
+                                                       data={"subset": 256, "num_workers": 0, "fit": "pad"})))

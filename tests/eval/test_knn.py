@@ -96,3 +96,21 @@ def test_knn_eval_on_an_in_memory_model_restores_its_mode() -> None:
     assert set(out["top1"]) == {"10", "20"} and out["num_train"] == 300 and out["num_test"] == 100
     # even a random encoder is far above chance on Fashion-MNIST (pixels carry the class)
     assert all(acc > 30.0 for acc in out["top1"].values())
+
+
+@needs_fmnist
+def test_raw_pixels_are_the_flattened_evaluation_images() -> None:
+    from hpm.eval.encoder import split_features
+    from hpm.eval.knn import run_knn
+
+    cfg = tiny_config()
+    data = build_eval_data(cfg.data, cfg.model.img_size, 1, 200, 50, seed=0)
+    train_x, train_y, test_x, test_y = split_features(None, data, "cls")
+    transform = data.transform()
+    first, label = data.test.base[0]
+    assert train_x.shape == (200, 32 * 32) and test_x.shape == (50, 32 * 32)
+    torch.testing.assert_close(test_x[0], transform(first).flatten())
+    assert int(test_y[0]) == int(label)
+    out = run_knn(None, data, ks=(20,))
+    assert out["top1"]["20"] == knn_classify(train_x, train_y, test_x, test_y, (20,), num_classes=10)[20]
+    assert out["top1"]["20"] > 60.0  # Fashion-MNIST pixels carry the class

@@ -1,0 +1,109 @@
+"""Real (mask-averaged) and predicted per-patch loss, and the ranking-quality measure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hpm.errors import CheckpointError
+from hpm.eval.patch_loss import load_pretrained, predicted_patch_loss, ranking_quality, real_patch_loss
+from hpm.losses import patch_targets
+from hpm.models import build_model
+from tests.eval.conftest import save_random_run, tiny_config
+
+
+def _model(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(tiny_config().model).eval()
+
+
+def test_real_loss_equals_a_plain_loop_over_masks() -> None:
+    model = _model()
+    imgs = torch.randn(3, 1, 32, 32)
+    got, count = real_patch_loss(model, imgs, num_masks=4, generator=torch.Generator().manual_seed(5))
+
+    # independent computation: the same noise, the model's full forward, per-patch MSE by hand
+    g = torch.Generator().manual_seed(5)
+    n, num_patches, k = 3, model.num_patches, 48  # 64 patches, 75% masked
+    sums = torch.zeros(n, num_patches)
+    hits = torch.zeros(n, num_patches)
+    for _ in range(4):
+        noise = torch.rand(n, num_patches, generator=g)
+        order = noise.argsort(dim=1, descending=True)
+        ids_mask, ids_keep = order[:, :k], order[:, k:]
+        with torch.no_grad():
+            pred = model(imgs, ids_keep, ids_mask).pred  # [N, K, P]
+        patches = model.patchify(imgs)
+        for i in range(n):
+            for j in range(k):
+                p = int(ids_mask[i, j])
+                target = patch_targets(patches[i, p][None, None])[0, 0]
+                sums[i, p] += (pred[i, j] - target).pow(2).mean()
+                hits[i, p] += 1
+    expected = sums / hits
+    assert torch.equal(count, hits.long())
+    assert torch.equal(torch.isnan(got), hits == 0)
+    torch.testing.assert_close(got[hits > 0], expected[hits > 0], rtol=1e-5, atol=1e-6)
+    assert int(count.sum()) == 4 * k * n
+
+
+def test_more_masks_cover_every_patch() -> None:
+    _, count = real_patch_loss(_model(), torch.randn(2, 1, 32, 32), num_masks=30,
+                               generator=torch.Generator().manual_seed(0))
+    assert bool((count > 0).all())
+    with pytest.raises(ValueError, match="num_masks"):
+        real_patch_loss(_model(), torch.randn(1, 1, 32, 32), num_masks=0)
+
+
+def test_ranking_quality_is_one_for_a_perfect_predictor_and_minus_one_reversed(tmp_path: Path, monkeypatch) -> None:
+    run = save_random_run(tmp_path / "run", tiny_config())
+    models = load_pretrained(run)
+    imgs = torch.randn(4, 1, 32, 32)
+    real, _ = real_patch_loss(models.student, imgs, num_masks=40, generator=torch.Generator().manual_seed(1))
+    assert not torch.isnan(real).any()
+
+    for sign in (1.0, -1.0):
+        monkeypatch.setattr(type(models.student), "score_patches", lambda self, x, s=sign: s * real[: x.shape[0]])
+        out = ranking_quality(models, imgs, num_masks=40, seed=1)
+        assert out["teacher_spearman"] == pytest.approx(sign, abs=1e-6)
+        assert out["student_spearman"] == pytest.approx(sign, abs=1e-6)
+        assert out["teacher_top25"] == pytest.approx(1.0 if sign > 0 else 0.0)
+
+
+def test_load_pretrained_reads_every_weight(tmp_path: Path) -> None:
+    cfg = tiny_config()
+    run = save_random_run(tmp_path / "run", cfg, seed=3)
+    models = load_pretrained(run)
+    torch.manual_seed(3)
+    reference = build_model(cfg.model)
+    for name, value in reference.state_dict().items():
+        assert torch.equal(models.student.state_dict()[name], value), name  # decoders too
+    assert models.teacher is not None and models.teacher.decoder_blocks is None
+    assert not any(p.requires_grad for p in models.student.parameters())
+    imgs = torch.randn(2, 1, 32, 32)
+    assert predicted_patch_loss(models.teacher, imgs).shape == (2, 64)
+
+
+def test_mae_run_has_no_predicted_loss(tmp_path: Path) -> None:
+    from hpm.config import build_config
+
+    cfg = build_config(overrides={"model": {**tiny_config().model.model_dump(), "in_chans": 1}, "loss": {"predictor": "none"}})
+    models = load_pretrained(save_random_run(tmp_path / "run", cfg, teacher=False))
+    assert models.teacher is None
+    with pytest.raises(CheckpointError, match="no loss predictor"):
+        predicted_patch_loss(models.student, torch.randn(1, 1, 32, 32))
+    assert ranking_quality(models, torch.randn(2, 1, 32, 32)) == {}
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
+    run = save_random_run(tmp_path / "run", tiny_config())
+    other = tiny_config(embed_dim=48, num_heads=3)
+    (run / "checkpoints").rename(tmp_path / "keep")
+    save_random_run(run, other)  # a config of one width ...
+    ckpt = next((run / "checkpoints").iterdir())
+    (ckpt / "model.safetensors").unlink()
+    (tmp_path / "keep" / next((tmp_path / "keep").iterdir()).name / "model.safetensors").rename(ckpt / "model.safetensors")
+    with pytest.raises(CheckpointError, match="another architecture"):  # ... with weights of another
+        load_pretrained(run)

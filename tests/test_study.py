@@ -1,0 +1,156 @@
+"""The study runner: plan order, validation, a tiny end-to-end study that resumes, the report."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hpm.errors import ConfigError
+from hpm.study import collect, load_study, plan, run_study
+from tests.conftest import needs_fmnist
+
+TINY_BASE: dict[str, Any] = {
+    "model": {"embed_dim": 32, "depth": 1, "num_heads": 2, "decoder_embed_dim": 16,
+              "decoder_depth": 1, "decoder_num_heads": 2},
+    "data": {"subset": 128, "subset_seed": 0, "fit": "pad", "num_workers": 0},
+    "train": {"epochs": 2, "batch_size": 32, "warmup_epochs": 0.5, "precision": "fp32", "log_every": 1},
+    "eval": {"knn_at_end": False},
+}
+
+
+def _write_study(tmp_path: Path, variants: list[dict[str, Any]], **extra: Any) -> Path:
+    spec = {
+        "name": "tiny",
+        "runs_dir": str(tmp_path / "runs"),
+        "report_dir": str(tmp_path / "report"),
+        "base": TINY_BASE,
+        "eval": {"train_subset": 200, "test_subset": 100, "ranking_images": 16, "ranking_masks": 3,
+                 "finetune_overrides": {"epochs": 1, "train_subset": 64, "test_subset": 100, "batch_size": 32,
+                                        "num_workers": 0}},
+        "variants": variants,
+        **extra,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_plan_runs_priority_first_then_seed_major(tmp_path: Path) -> None:
+    path = _write_study(tmp_path, [
+        {"name": "a", "config": "configs/ablations/mae.yaml", "seeds": [0, 1], "priority": 0},
+        {"name": "b", "config": "configs/ablations/easy_to_hard.yaml", "seeds": [0, 1, 2], "priority": 0},
+        {"name": "c", "config": "configs/ablations/hardest.yaml", "seeds": [5]},
+    ])
+    order = [(j.variant.name, j.seed) for j in plan(load_study(path))]
+    assert order == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("b", 2), ("c", 5)]
+    job = plan(load_study(path))[-1]
+    assert job.run_dir == tmp_path / "runs" / "c" / "seed_5"
+
+
+@pytest.mark.parametrize(
+    ("variants", "message"),
+    [
+        ([{"name": "a", "seeds": [0], "colour": "red"}], "colour"),
+        ([{"name": "a"}, {"name": "a"}], "unique"),
+        ([{"name": "a", "match_time_of": "zzz", "time_reference": "a"}], "unknown variant 'zzz'"),
+        ([{"name": "a", "seeds": [0], "finetune_seeds": [3]}], "finetune_seeds"),
+        ([{"name": "a", "config": "configs/ablations/nope.yaml"}], "does not exist"),
+        ([{"name": "a", "overrides": {"train": {"epoch": 3}}}], "train.epoch"),
+    ],
+)
+def test_bad_study_files_are_refused_before_any_work(tmp_path: Path, variants: list[dict], message: str) -> None:
+    path = _write_study(tmp_path, variants)
+    with pytest.raises(ConfigError, match=message):
+        load_study(path)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_study_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_study(tmp_path / "none.yaml")
+
+
+def _eval_top1(run: Path, what: str, k: str | None = None) -> float:
+    result = json.loads((run / "eval" / f"study_{what}.json").read_text())["result"]
+    return float(result["top1"][k] if k else result["top1"])
+
+
+@needs_fmnist
+def test_tiny_study_resumes_evaluates_and_reports(tmp_path: Path) -> None:
+    path = _write_study(tmp_path, [
+        {"name": "mae", "config": "configs/ablations/mae.yaml", "seeds": [0, 1], "priority": 0, "finetune_seeds": [0]},
+        {"name": "hpm", "config": "configs/ablations/easy_to_hard.yaml", "seeds": [0], "priority": 0},
+        {"name": "mae_same_time", "config": "configs/ablations/mae.yaml", "seeds": [0],
+         "match_time_of": "hpm", "time_reference": "mae"},
+    ])
+    spec = load_study(path)
+    runs = tmp_path / "runs"
+
+    # an interrupted study: one run only
+    run_study(spec, max_jobs=1)
+    assert (runs / "mae" / "seed_0" / "study_pretrain.json").is_file()
+    assert not (runs / "hpm" / "seed_0").exists()
+    first = (runs / "mae" / "seed_0" / "study_pretrain.json").stat().st_mtime_ns
+    knn_first = (runs / "mae" / "seed_0" / "eval" / "study_knn.json").stat().st_mtime_ns
+
+    # continuing does not redo the finished run or its evaluations
+    report = run_study(spec)
+    assert (runs / "mae" / "seed_0" / "study_pretrain.json").stat().st_mtime_ns == first
+    assert (runs / "mae" / "seed_0" / "eval" / "study_knn.json").stat().st_mtime_ns == knn_first
+    for name, seed in (("mae", 1), ("hpm", 0), ("mae_same_time", 0)):
+        assert (runs / name / f"seed_{seed}" / "study_pretrain.json").is_file()
+    assert (runs / "mae" / "seed_0" / "eval" / "study_finetune.json").is_file()
+    assert not (runs / "mae" / "seed_1" / "eval" / "study_finetune.json").exists()
+
+    # compute-matched MAE: epochs scaled by the measured training-time ratio
+    t = {n: json.loads((runs / n / "seed_0" / "study_pretrain.json").read_text()) for n in ("mae", "hpm")}
+    matched = json.loads((runs / "mae_same_time" / "seed_0" / "study_pretrain.json").read_text())
+    assert matched["epochs"] == max(1, round(2 * t["hpm"]["train_time_s"] / t["mae"]["train_time_s"]))
+
+    # the report's figures are the evaluation files' figures
+    results = json.loads((report / "results.json").read_text())
+    assert results == json.loads(json.dumps(collect(spec)))
+    mae = next(v for v in results["variants"] if v["variant"] == "mae")
+    knn = [_eval_top1(runs / "mae" / f"seed_{s}", "knn", "20") for s in (0, 1)]
+    assert mae["knn_top1"]["mean"] == pytest.approx(statistics.fmean(knn))
+    assert mae["knn_top1"]["std"] == pytest.approx(statistics.stdev(knn))
+    assert mae["finetune_top1"]["n"] == 1
+    assert mae["finetune_top1"]["mean"] == pytest.approx(_eval_top1(runs / "mae" / "seed_0", "finetune"))
+    hpm = next(v for v in results["variants"] if v["variant"] == "hpm")
+    assert hpm["teacher_rank_spearman"]["mean"] is not None and -1 <= hpm["teacher_rank_spearman"]["mean"] <= 1
+    assert mae["teacher_rank_spearman"]["mean"] is None  # MAE has no predictor
+    assert results["floors"]["raw_pixels"]["knn_top1"] is not None
+    assert results["floors"]["random_init"]["linear_top1"] is not None
+    table = (report / "results.md").read_text()
+    assert "| mae | 2/2 |" in table and "| hpm | 1/1 |" in table and "raw pixels" in table
+
+
+def test_study_report_lists_variants_not_run_yet(tmp_path: Path) -> None:
+    path = _write_study(tmp_path, [{"name": "mae", "config": "configs/ablations/mae.yaml", "seeds": [0, 1]}],
+                        floors=False)
+    from hpm.study import format_report
+
+    text = format_report(collect(load_study(path)))
+    assert "| mae | 0/2 | – | not run yet |" in text
+
+
+def test_shipped_study_file_resolves() -> None:
+    spec = load_study("configs/study/fmnist_reference.yaml")
+    names = [v.name for v in spec.variants]
+    for needed in ("mae", "hpm_relative", "random_predictor", "hpm_absolute", "hardest", "hard_to_easy",
+                   "mae_same_time", "mae_fp32", "hpm_relative_fp32"):
+        assert needed in names
+    core = [j for j in plan(spec)][:6]
+    assert sorted((j.variant.name, j.seed) for j in core) == sorted(
+        [(n, s) for n in ("mae", "hpm_relative") for s in (0, 1, 2)]
+    )
+    from hpm.study import variant_config
+
+    cfg = variant_config(spec, spec.variants[1], 0)
+    assert (cfg.train.epochs, cfg.train.warmup_epochs, cfg.data.subset, cfg.data.fit) == (20, 2, 10000, "pad")
+    assert (cfg.mask.strategy, cfg.loss.predictor) == ("hpm", "relative")
