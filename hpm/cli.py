@@ -1,4 +1,4 @@
-"""The ``hpm`` command: ``hpm pretrain``, ``bench``, ``eval``, ``export`` and ``study``."""
+"""The ``hpm`` command: ``hpm pretrain``, ``bench``, ``eval``, ``export``, ``study``, ``visualize`` and ``plot``."""
 
 from __future__ import annotations
 
@@ -259,6 +259,66 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from hpm.viz.panels import visualize
+
+    out = args.out if args.out is not None else Path(args.path) / "figures"
+    result = visualize(
+        args.path, out, indices=args.indices, files=args.images, split=args.split, num_masks=args.num_masks,
+        alpha=args.alpha, seed=args.seed, data_dir=args.data_dir, data_root=args.data_root, filename=args.name,
+    )
+    width, height = result.size_px
+    print(
+        f"{result.rows} image(s), {result.panels} panels, {width}x{height} px ({result.seconds:.1f} s) -> {result.path}"
+    )
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from hpm.viz.plot import plot_runs
+
+    out = args.out if args.out is not None else Path(args.runs[0]) / "figures" / "curves.png"
+    print(f"{len(args.runs)} run(s) -> {plot_runs(args.runs, out, args.names)}")
+    return 0
+
+
+def _index_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated image indices, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one image index")
+    return values
+
+
+def _add_viz_parsers(sub: argparse._SubParsersAction) -> None:
+    v = sub.add_parser(
+        "visualize", help="panels per image: input, real and predicted per-patch loss, HPM mask, reconstruction",
+        description="Figure-2-style panels of a checkpoint, one row per image, one colour scale per map type.",
+    )
+    v.add_argument("path", help="run directory (newest checkpoint) or checkpoint folder")
+    v.add_argument("--out", help="output folder (default PATH/figures)")
+    v.add_argument("--name", default="patches.png", help="file name of the PNG (default patches.png)")
+    v.add_argument("--indices", type=_index_list, metavar="I,J,...",
+                   help="images of the data set's split by index (default: the first 8 unless --images)")
+    v.add_argument("--images", nargs="+", metavar="FILE", help="image files (converted to the model's channels)")
+    v.add_argument("--split", choices=["test", "train"],
+                   help="split of --indices (default test; val/ for image folders)")
+    v.add_argument("--num-masks", type=int, default=10, help="M random masks averaged for the real loss (default 10)")
+    v.add_argument("--alpha", type=float, help="α of the HPM mask (default: the run's last α)")
+    v.add_argument("--seed", type=int, default=0, help="seeds the masks")
+    v.add_argument("--data-dir", help="take the images from this ImageFolder (DIR/val/ or DIR/train/)")
+    v.add_argument("--data-root", help="take the images from this Fashion-MNIST folder")
+    v.set_defaults(func=cmd_visualize)
+
+    p = sub.add_parser("plot", help="training curves of one or more runs from metrics.jsonl")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of hpm pretrain")
+    p.add_argument("--out", help="PNG file (default RUN_DIR/figures/curves.png of the first run)")
+    p.add_argument("--names", nargs="+", metavar="NAME", help="legend label per run (default: directory names)")
+    p.set_defaults(func=cmd_plot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpm", description="Masked image modeling with hard patches mining (HPM)."
@@ -296,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_study)
 
     _add_eval_parsers(sub)
+    _add_viz_parsers(sub)
     return parser
 
 

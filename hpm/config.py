@@ -166,7 +166,8 @@ class TrainConfig(_Section):
 
 
 class EvalConfig(_Section):
-    """k-NN monitoring during pre-training (train split as memory bank, test split evaluated)."""
+    """k-NN monitoring during pre-training (train split as memory bank, test split evaluated)
+    and the pictures written at the end."""
 
     knn_at_end: bool = True
     knn_every_epochs: int | None = None  # also every N epochs
@@ -174,6 +175,7 @@ class EvalConfig(_Section):
     knn_test_subset: int | None = 2000
     knn_pool: Literal["cls", "avg"] = "cls"
     knn_k: int = 20  # the k reported as knn_top1 (all of 10, 20, 100, 200 are logged)
+    figures_at_end: bool = True  # figures/curves.png and figures/patches.png in the run directory
 
 
 class Config(_Section):

@@ -23,7 +23,7 @@ def tiny_overrides(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]
         "data": {"subset": 256, "num_workers": 0},
         "train": {"epochs": 2, "batch_size": 32, "log_every": 1, "precision": "fp32",
                   "warmup_epochs": 0.5, "blr": 1.5e-3},
-        "eval": {"knn_at_end": False},
+        "eval": {"knn_at_end": False, "figures_at_end": False},
         "output_dir": str(tmp_path / "run"),
     }
     for section, values in sections.items():

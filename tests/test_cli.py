@@ -1,4 +1,4 @@
-"""The ``hpm`` command: config errors before any work, bench JSON shape."""
+"""The ``hpm`` command: config errors before any work, bench JSON shape, visualize and plot."""
 
 from __future__ import annotations
 
@@ -57,3 +57,50 @@ def test_bench_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
         assert r["step_s"] > 0 and r["gflop_per_step"] > 0 and 0 < r["mfu"]
     assert result["hpm"]["fp32"]["gflop_per_step"] > result["mae"]["fp32"]["gflop_per_step"]
     assert {"teacher", "masks", "forward", "backward", "optimizer", "ema"} <= set(result["hpm"]["fp32"]["phases_s"])
+
+
+def _png(path: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((28, 28), 200, dtype=np.uint8)).save(path)
+    return path
+
+
+def test_visualize_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    from tests.eval.conftest import save_random_run, tiny_config
+    from tests.viz.conftest import fake_records, write_metrics
+
+    run = save_random_run(tmp_path / "run", tiny_config())
+    files = [str(_png(tmp_path / f"{i}.png")) for i in range(2)]
+    assert main(["visualize", str(run), "--images", *files, "--num-masks", "2", "--alpha", "1"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("2 image(s), 10 panels, 1080x600 px") and out.endswith(str(run / "figures" / "patches.png"))
+    with Image.open(run / "figures" / "patches.png") as image:
+        assert image.size == (1080, 600)
+
+    write_metrics(run, fake_records(4, 2, log_every=1))
+    other = write_metrics(tmp_path / "other", fake_records(4, 2, log_every=2, predictor=False))
+    assert main(["plot", str(run), str(other), "--out", str(tmp_path / "c.png"), "--names", "hpm", "mae"]) == 0
+    assert capsys.readouterr().out.strip() == f"2 run(s) -> {tmp_path / 'c.png'}"
+    with Image.open(tmp_path / "c.png") as image:
+        assert image.size == (1300, 700)
+    assert main(["plot", str(run)]) == 0
+    assert (run / "figures" / "curves.png").is_file()
+
+
+def test_visualize_and_plot_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.viz.conftest import write_metrics
+
+    assert main(["visualize", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert "hpm visualize: error:" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "missing"), "--out", str(tmp_path / "c.png")]) == 2
+    assert "missing does not exist" in capsys.readouterr().err
+    write_metrics(tmp_path / "starting", [{"epoch": 0, "step": 1, "skipped_images": 0}])
+    assert main(["plot", str(tmp_path / "starting"), "--out", str(tmp_path / "c.png")]) == 2
+    assert "none of the plotted metrics" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["visualize", str(tmp_path), "--indices", "a,b"])

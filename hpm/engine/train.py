@@ -310,6 +310,10 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
     check_finite(step)
     metrics.close()
     skipped_total = int(D.all_reduce_sum(torch.tensor([skipped], device=device)).item())
+    if cfg.eval.figures_at_end and dist.is_main:  # after the last collective: no rank waits
+        from hpm.viz.figures import write_run_figures
+
+        write_run_figures(run_dir)
     if skipped_total:
         LOG.warning("%d unreadable image(s) were skipped (see the data set for corrupt files)", skipped_total)
     if dist.is_main:
@@ -318,8 +322,12 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
             "  config.yaml        resolved config\n"
             "  metrics.jsonl      one record per %d steps (tensorboard --logdir %s)\n"
             "  train.log          this log\n"
+            "%s"
             "  %s  newest checkpoint (re-running the same command resumes from it)",
             step, f"{last_loss:.4f}" if last_loss is not None else "n/a", run_dir, tc.log_every,
-            run_dir / "tensorboard", last_ckpt.relative_to(run_dir) if last_ckpt else "checkpoints/",
+            run_dir / "tensorboard",
+            "  figures/           training curves and predicted-loss panels (hpm plot, hpm visualize)\n"
+            if cfg.eval.figures_at_end else "",
+            last_ckpt.relative_to(run_dir) if last_ckpt else "checkpoints/",
         )
     return RunSummary(run_dir, last_ckpt, step, last_loss, skipped_total)

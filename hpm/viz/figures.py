@@ -1,0 +1,40 @@
+"""The pictures a finished pre-training run writes into ``RUN_DIR/figures/``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from hpm.engine.logger import LOG
+
+FIGURES_DIR = "figures"
+CURVES_FILE = "curves.png"
+PATCHES_FILE = "patches.png"
+
+
+def write_run_figures(run_dir: str | Path) -> list[Path]:
+    """Write ``figures/curves.png`` (:func:`~hpm.viz.plot.plot_runs`) and ``figures/patches.png``
+    (:func:`~hpm.viz.panels.visualize`, the first 8 test images, newest checkpoint).
+
+    A picture that fails is logged as a warning and skipped: it must not fail a finished run.
+
+    Returns:
+        The files written.
+    """
+    from hpm.viz.panels import visualize
+    from hpm.viz.plot import plot_runs
+
+    run_dir = Path(run_dir)
+    out = run_dir / FIGURES_DIR
+    written: list[Path] = []
+    started = time.perf_counter()
+    for name, draw in (
+        (CURVES_FILE, lambda: plot_runs([run_dir], out / CURVES_FILE)),
+        (PATCHES_FILE, lambda: visualize(run_dir, out, filename=PATCHES_FILE).path),
+    ):
+        try:
+            written.append(draw())
+        except Exception as exc:  # noqa: BLE001 - a picture must not fail a finished run
+            LOG.warning("%s not written: %s", out / name, exc)
+    LOG.info("figures (%.1f s): %s", time.perf_counter() - started, ", ".join(str(p) for p in written) or "none")
+    return written
