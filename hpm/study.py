@@ -41,10 +41,11 @@ class VariantSpec(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0])
     priority: int = 1  # lower runs first; within a priority, seed-major (all variants' first seed first)
     finetune_seeds: list[int] = Field(default_factory=list)
-    # train for as long (wall clock) as this variant's run of the same seed took (its epochs are
-    # scaled by the ratio of the two runs' training times measured in this study)
+    # train for as long (wall clock) as this variant's run of the same seed took: epochs =
+    # match_time_of's epochs x (images/s of time_reference / images/s of match_time_of), both
+    # measured in this study (time_reference: a finished run of this variant's own recipe)
     match_time_of: str | None = None
-    time_reference: str | None = None  # the variant whose epochs the time ratio is applied to
+    time_reference: str | None = None  # a variant with this one's recipe: its measured speed sets the epochs
     description: str = ""
 
 
@@ -169,22 +170,26 @@ def _eval_file(d: Path, what: str) -> Path:
     return d / "eval" / f"study_{what}.json"
 
 
-def train_time(d: Path) -> float | None:
-    """Training seconds of a finished run (None if not finished)."""
+def throughput(d: Path) -> float | None:
+    """Median pre-training images/s of a finished run (None if not finished)."""
     done = _read_json(_done_file(d))
-    return None if done is None else float(done["train_time_s"])
+    return None if done is None else float(done["img_per_s"])
 
 
 def _matched_epochs(spec: StudySpec, job: Job) -> int | None:
-    """Epochs that give the same training time as ``match_time_of`` (None until both have run)."""
+    """Epochs that take ``match_time_of``'s training time (None until both runs have finished).
+
+    The time ratio is taken from the two runs' median images/s, which a burst of other work
+    on the machine moves less than the total wall time.
+    """
     v = job.variant
-    target = train_time(run_dir(spec, v.match_time_of, job.seed))  # type: ignore[arg-type]
-    reference = train_time(run_dir(spec, v.time_reference, job.seed))  # type: ignore[arg-type]
+    target = throughput(run_dir(spec, v.match_time_of, job.seed))  # type: ignore[arg-type]
+    reference = throughput(run_dir(spec, v.time_reference, job.seed))  # type: ignore[arg-type]
     if target is None or reference is None:
         return None
-    ref_variant = next(x for x in spec.variants if x.name == v.time_reference)
-    ref_epochs = variant_config(spec, ref_variant, job.seed).train.epochs
-    return max(1, round(ref_epochs * target / reference))
+    target_variant = next(x for x in spec.variants if x.name == v.match_time_of)
+    target_epochs = variant_config(spec, target_variant, job.seed).train.epochs
+    return max(1, round(target_epochs * reference / target))
 
 
 def _pretrain(spec: StudySpec, job: Job, epochs: int | None) -> None:
@@ -338,6 +343,11 @@ def _result(path: Path, *keys: str) -> float | None:
     return None if node is None else float(node)
 
 
+def _images_per_step(d: Path) -> int:
+    train = (yaml.safe_load((d / "config.yaml").read_text()) or {})["train"]
+    return int(train["batch_size"]) * int(train.get("accum_steps", 1))
+
+
 def _last_mean(records: list[dict[str, Any]], key: str, n: int = 5) -> float | None:
     values = [r[key] for r in records if key in r and r[key] is not None]
     return statistics.fmean(values[-n:]) if values else None
@@ -369,9 +379,13 @@ def collect(spec: StudySpec) -> dict[str, Any]:
             "final_loss_rec": _last_mean(records, "loss_rec"),
             "img_per_s": done["img_per_s"],
             "train_time_s": done["train_time_s"],
+            # the time at the run's median speed: what a quiet machine takes (bursts of other
+            # work on a shared machine inflate the wall time, not the median)
+            "est_time_s": done["steps"] * _images_per_step(job.run_dir) / done["img_per_s"],
         })
     metrics = ["knn_top1", "linear_top1", "finetune_top1", "pred_spearman", "teacher_spearman_train",
-               "teacher_rank_spearman", "teacher_rank_top25", "final_loss_rec", "img_per_s", "train_time_s"]
+               "teacher_rank_spearman", "teacher_rank_top25", "final_loss_rec", "img_per_s", "train_time_s",
+               "est_time_s"]
     variants = []
     for v in spec.variants:
         mine = [r for r in runs if r["variant"] == v.name]
@@ -413,7 +427,8 @@ def format_report(results: dict[str, Any]) -> str:
              "same test images for every run; `pred_spearman`: the student's predictor on its own masked "
              "batches (training log, mean of the last 5 logs); teacher ranking: the EMA teacher's prediction "
              "on the full image vs the real loss averaged over random masks (test images); time: training "
-             "wall-clock minutes.", "",
+             "minutes at the run's median images/s (the per-run table also gives the measured wall time, which "
+             "other work on the machine inflates).", "",
              f"| variant | seeds | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | teacher ranking ρ | "
              "teacher top-25% | img/s | time (min) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -421,7 +436,7 @@ def format_report(results: dict[str, Any]) -> str:
         if not row["seeds_done"]:
             lines.append(f"| {row['variant']} | 0/{row['seeds_planned']} | – | not run yet | | | | | | | |")
             continue
-        minutes = dict(row["train_time_s"])
+        minutes = dict(row["est_time_s"])
         minutes = {**minutes, "mean": minutes["mean"] / 60 if minutes["mean"] is not None else None,
                    "std": minutes["std"] / 60 if minutes["std"] is not None else None}
         lines.append(
@@ -435,12 +450,13 @@ def format_report(results: dict[str, Any]) -> str:
     for kind, row in floors.items():
         lines.append(f"| {kind.replace('_', ' ')} | {_fmt(row['knn_top1'])} | {_fmt(row['linear_top1'])} |")
     lines += ["", "Per run:", "", f"| variant | seed | precision | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | "
-              "teacher ranking ρ | img/s | time (min) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "teacher ranking ρ | img/s | time (min) | wall (min) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
         lines.append(
             f"| {r['variant']} | {r['seed']} | {r['precision']} | {r['epochs']} | {_fmt(r['knn_top1'])} | "
             f"{_fmt(r['linear_top1'])} | {_fmt(r['finetune_top1'])} | {_fmt(r['pred_spearman'], 3)} | "
-            f"{_fmt(r['teacher_rank_spearman'], 3)} | {_fmt(r['img_per_s'], 0)} | {_fmt(r['train_time_s'] / 60, 1)} |"
+            f"{_fmt(r['teacher_rank_spearman'], 3)} | {_fmt(r['img_per_s'], 0)} | {_fmt(r['est_time_s'] / 60, 1)} | "
+            f"{_fmt(r['train_time_s'] / 60, 1)} |"
         )
     ref = results.get("reference") or {}
     if ref:
