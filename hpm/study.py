@@ -376,6 +376,7 @@ def collect(spec: StudySpec) -> dict[str, Any]:
             "teacher_rank_spearman": rank.get("teacher_spearman"),
             "teacher_rank_top25": rank.get("teacher_top25"),
             "student_rank_spearman": rank.get("student_spearman"),
+            "student_masked_spearman": rank.get("student_masked_spearman"),
             "final_loss_rec": _last_mean(records, "loss_rec"),
             "img_per_s": done["img_per_s"],
             "train_time_s": done["train_time_s"],
@@ -384,8 +385,8 @@ def collect(spec: StudySpec) -> dict[str, Any]:
             "est_time_s": done["steps"] * _images_per_step(job.run_dir) / done["img_per_s"],
         })
     metrics = ["knn_top1", "linear_top1", "finetune_top1", "pred_spearman", "teacher_spearman_train",
-               "teacher_rank_spearman", "teacher_rank_top25", "final_loss_rec", "img_per_s", "train_time_s",
-               "est_time_s"]
+               "teacher_rank_spearman", "teacher_rank_top25", "student_rank_spearman", "student_masked_spearman",
+               "final_loss_rec", "img_per_s", "train_time_s", "est_time_s"]
     variants = []
     for v in spec.variants:
         mine = [r for r in runs if r["variant"] == v.name]
@@ -449,6 +450,19 @@ def format_report(results: dict[str, Any]) -> str:
     lines += ["", "Floors (no pre-training, same evaluation):", "", f"| features | k-NN@{k} | linear |", "|---|---|---|"]
     for kind, row in floors.items():
         lines.append(f"| {kind.replace('_', ' ')} | {_fmt(row['knn_top1'])} | {_fmt(row['linear_top1'])} |")
+    ranked = [row for row in results["variants"] if row["seeds_done"] and row["student_rank_spearman"]["mean"] is not None]
+    if ranked:
+        lines += ["", "How well the loss predictor ranks the real per-patch loss (test images; Spearman ρ, mean over "
+                  "images; top-25%: share of the truly hardest quarter also ranked in the top quarter, chance 0.25). "
+                  "Masked view: the student's scores of the masked patches of a random mask against their loss under "
+                  "that mask (where the predictor is trained). Full view: scores on the whole image against the real "
+                  "loss averaged over random masks (how the teacher chooses masks).", "",
+                  "| variant | student, masked view ρ | student, full view ρ | teacher, full view ρ | teacher top-25% |",
+                  "|---|---|---|---|---|"]
+        for row in ranked:
+            lines.append(f"| {row['variant']} | {_fmt(row['student_masked_spearman'], 3)} | "
+                         f"{_fmt(row['student_rank_spearman'], 3)} | {_fmt(row['teacher_rank_spearman'], 3)} | "
+                         f"{_fmt(row['teacher_rank_top25'], 3)} |")
     lines += ["", "Per run:", "", f"| variant | seed | precision | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | "
               "teacher ranking ρ | img/s | time (min) | wall (min) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:

@@ -111,6 +111,33 @@ def predicted_patch_loss(model: MaskedAutoencoder, imgs: Tensor) -> Tensor:
     return model.score_patches(imgs).float()
 
 
+@torch.no_grad()
+def masked_view_spearman(
+    model: MaskedAutoencoder,
+    imgs: Tensor,
+    num_masks: int = 10,
+    mask_ratio: float = 0.75,
+    generator: torch.Generator | None = None,
+    norm_pix: bool = True,
+) -> Tensor:
+    """The student's ranking where it is trained: its scores of the masked patches of a random
+    mask against their real loss under that same mask. Returns [N]: Spearman per image, mean
+    over the masks."""
+    n, num_patches = imgs.shape[0], model.num_patches
+    k = num_masked(num_patches, mask_ratio)
+    targets_all = model.patchify(imgs)  # [N, L, P]
+    total = torch.zeros(n, device=imgs.device)
+    for _ in range(num_masks):
+        noise = torch.rand(n, num_patches, generator=generator).to(imgs.device)  # [N, L]
+        ids = random_mask(noise, k)
+        out = model(imgs, ids.ids_keep, ids.ids_mask)  # pred [N, K, P], scores [N, L]
+        target = torch.gather(targets_all, 1, ids.ids_mask.unsqueeze(-1).expand(-1, -1, targets_all.shape[-1]))
+        real = (out.pred.float() - patch_targets(target, norm_pix)).pow(2).mean(dim=-1)  # [N, K]
+        scores = torch.gather(out.scores.float(), 1, ids.ids_mask)  # [N, K]
+        total += spearman(scores, real)
+    return total / num_masks
+
+
 def _fill_nan(x: Tensor) -> Tensor:
     """Replace NaN entries by their row's mean of the finite ones."""
     finite = torch.isfinite(x)
@@ -137,8 +164,10 @@ def ranking_quality(
 
     Returns:
         Mean over images of the Spearman correlation and of the top-25% overlap (chance 0.25)
-        between prediction and real loss, for the student's predictor (``student_*``) and the
-        teacher's (``teacher_*``) where they exist; empty for an MAE run.
+        between the full-image prediction and the real loss, for the student's predictor
+        (``student_*``) and the teacher's (``teacher_*``) where they exist, and
+        ``student_masked_spearman`` (:func:`masked_view_spearman`: the partial view the
+        predictor is trained on); empty for an MAE run.
     """
     student, teacher = models.student, models.teacher
     if not student.has_predictor:
@@ -151,6 +180,10 @@ def ranking_quality(
             student, batch, num_masks, models.cfg.mask.ratio, generator, models.cfg.model.norm_pix_loss
         )
         real = _fill_nan(real)
+        masked = masked_view_spearman(
+            student, batch, num_masks, models.cfg.mask.ratio, generator, models.cfg.model.norm_pix_loss
+        )
+        sums["student_masked_spearman"] = sums.get("student_masked_spearman", 0.0) + float(masked.sum())
         for name, model in (("student", student), ("teacher", teacher)):
             if model is None:
                 continue

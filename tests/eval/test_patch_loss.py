@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from hpm.errors import CheckpointError
-from hpm.eval.patch_loss import load_pretrained, predicted_patch_loss, ranking_quality, real_patch_loss
+from hpm.eval.patch_loss import (
+    load_pretrained,
+    masked_view_spearman,
+    predicted_patch_loss,
+    ranking_quality,
+    real_patch_loss,
+)
 from hpm.losses import patch_targets
 from hpm.models import build_model
 from tests.eval.conftest import save_random_run, tiny_config
@@ -107,3 +113,21 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
     (tmp_path / "keep" / next((tmp_path / "keep").iterdir()).name / "model.safetensors").rename(ckpt / "model.safetensors")
     with pytest.raises(CheckpointError, match="another architecture"):  # ... with weights of another
         load_pretrained(run)
+
+
+def test_masked_view_spearman_scores_the_masked_patches_of_each_mask() -> None:
+    from hpm.engine.ranking import spearman
+    from hpm.masking import random_mask
+
+    model = _model()
+    imgs = torch.randn(2, 1, 32, 32)
+    got = masked_view_spearman(model, imgs, num_masks=2, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    want = torch.zeros(2)
+    for _ in range(2):
+        ids = random_mask(torch.rand(2, 64, generator=g), 48)
+        out = model(imgs, ids.ids_keep, ids.ids_mask)
+        target = patch_targets(torch.gather(model.patchify(imgs), 1, ids.ids_mask[..., None].expand(-1, -1, 16)))
+        real = (out.pred - target).pow(2).mean(-1)
+        want += spearman(out.scores.gather(1, ids.ids_mask), real) / 2
+    torch.testing.assert_close(got, want)
