@@ -278,6 +278,8 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
                 metric_keys = [k for k in ("pred_spearman", "pred_top25", "teacher_spearman") if k in out]
                 avg = {k: v / n for k, v in sums.items() if k not in metric_keys}
                 avg.update({k: out[k] for k in metric_keys})  # metrics of the last step
+                if cfg.loss.predictor == "none":
+                    avg.pop("loss_pred", None)  # MAE has no loss-prediction objective (not a zero one)
                 keys = sorted(avg)
                 values = D.all_reduce_mean(torch.stack([torch.as_tensor(avg[k], device=device).float() for k in keys]))
                 elapsed = time.perf_counter() - window_start

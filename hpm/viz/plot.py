@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from matplotlib.figure import Figure
 
 from hpm.engine.logger import read_metrics
@@ -65,6 +66,15 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _has_no_predictor(run_dir: Path) -> bool:
+    """Whether the run's ``config.yaml`` says it trained without a loss predictor (MAE)."""
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    return (cfg.get("loss") or {}).get("predictor") == "none"
+
+
 def load_curves(run_dir: str | Path, name: str | None = None) -> RunCurves:
     """Read the plotted series of one run directory.
 
@@ -91,6 +101,8 @@ def load_curves(run_dir: str | Path, name: str | None = None) -> RunCurves:
         )
     spe = steps_per_epoch(records)
     curves = RunCurves(name or run_dir.name, run_dir, spe)
+    if _has_no_predictor(run_dir):
+        keys = [k for k in keys if k != "loss_pred"]  # runs made before MAE stopped logging a zero
     for key in keys:
         points = [(r["step"] / spe, v) for r in records if "step" in r and (v := _number(r.get(key))) is not None]
         if points:

@@ -42,6 +42,7 @@ def test_mae_run_learns_and_writes_run_dir(tmp_path: Path) -> None:
     assert len(records) == summary.steps == 3 * (512 // 32)
     for key in ("epoch", "step", "loss", "lr", "img_per_s"):
         assert key in records[0]
+    assert not any("loss_pred" in r for r in records)  # no objective, not a zero one
     assert [r["epoch"] for r in knn] == [1, 2]  # every 2 epochs, and at the end
     assert knn[-1]["step"] == summary.steps
     assert knn[-1]["knn_top1"] == knn[-1]["knn_top1_k20"] > 30  # 10 classes: chance is 10%

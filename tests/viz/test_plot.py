@@ -104,3 +104,15 @@ def test_a_real_run_is_plotted_from_its_metrics(finished_run: Path) -> None:
         want = np.array([(r["step"] / 4, r[key]) for r in records if key in r])
         np.testing.assert_allclose(np.stack(curves.series[key], axis=1), want)
     assert json.loads((finished_run / "metrics.jsonl").read_text().splitlines()[-1])["knn_top1"] is not None
+
+
+def test_an_old_mae_run_logging_zero_loss_pred_is_not_drawn(tmp_path: Path) -> None:
+    records = fake_records(4, 2, log_every=1, predictor=False)
+    for r in records:
+        if "loss" in r:
+            r["loss_pred"] = 0.0  # what MAE runs logged before
+    run = write_metrics(tmp_path / "mae", records)
+    (run / "config.yaml").write_text("loss: {predictor: none}\n")
+    assert "loss_pred" not in load_curves(run).series
+    (run / "config.yaml").write_text("loss: {predictor: relative}\n")
+    assert "loss_pred" in load_curves(run).series
