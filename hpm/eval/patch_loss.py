@@ -8,6 +8,7 @@ prediction ranks the real loss is the measure of what HPM's teacher has learnt.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,34 @@ def load_pretrained(path: str | Path) -> PretrainedModels:
     return PretrainedModels(student, teacher, cfg, ckpt, int(state.get("step", 0)))
 
 
+def _random_mask_losses(
+    model: MaskedAutoencoder,
+    imgs: Tensor,
+    num_masks: int,
+    mask_ratio: float,
+    generator: torch.Generator | None,
+    norm_pix: bool,
+    with_scores: bool = False,
+) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
+    """For each of ``num_masks`` random masks: masked ids [N, K], their real loss [N, K] and,
+    with ``with_scores``, the student's predictor scores [N, L] on that masked view."""
+    n, num_patches = imgs.shape[0], model.num_patches
+    k = num_masked(num_patches, mask_ratio)
+    targets_all = model.patchify(imgs)  # [N, L, P]
+    for _ in range(num_masks):
+        noise = torch.rand(n, num_patches, generator=generator).to(imgs.device)  # [N, L]
+        ids = random_mask(noise, k)
+        if with_scores:
+            pred, scores = model(imgs, ids.ids_keep, ids.ids_mask)  # [N, K, P], [N, L]
+        else:  # the reconstructor alone
+            ids_restore = torch.argsort(torch.cat([ids.ids_keep, ids.ids_mask], dim=1), dim=1)  # [N, L]
+            x = model.forward_decoder_input(model.forward_encoder(imgs, ids.ids_keep), ids_restore)
+            pred, scores = model.forward_decoder(x, ids.ids_mask), None  # [N, K, P]
+        target = torch.gather(targets_all, 1, ids.ids_mask.unsqueeze(-1).expand(-1, -1, targets_all.shape[-1]))
+        per_patch = (pred.float() - patch_targets(target, norm_pix)).pow(2).mean(dim=-1)  # [N, K]
+        yield ids.ids_mask, per_patch, scores
+
+
 @torch.no_grad()
 def real_patch_loss(
     model: MaskedAutoencoder,
@@ -84,21 +113,11 @@ def real_patch_loss(
     if num_masks < 1:
         raise ValueError(f"num_masks must be >= 1, got {num_masks}")
     n, num_patches = imgs.shape[0], model.num_patches
-    k = num_masked(num_patches, mask_ratio)
-    targets_all = model.patchify(imgs)  # [N, L, P]
     total = torch.zeros(n, num_patches, device=imgs.device)
     count = torch.zeros(n, num_patches, dtype=torch.long, device=imgs.device)
-    for _ in range(num_masks):
-        noise = torch.rand(n, num_patches, generator=generator).to(imgs.device)  # [N, L]
-        ids = random_mask(noise, k)
-        ids_restore = torch.argsort(torch.cat([ids.ids_keep, ids.ids_mask], dim=1), dim=1)  # [N, L]
-        x = model.forward_decoder_input(model.forward_encoder(imgs, ids.ids_keep), ids_restore)
-        pred = model.forward_decoder(x, ids.ids_mask)  # [N, K, P]
-        target = torch.gather(targets_all, 1, ids.ids_mask.unsqueeze(-1).expand(-1, -1, targets_all.shape[-1]))
-        target = patch_targets(target, norm_pix)  # [N, K, P]
-        per_patch = (pred.float() - target).pow(2).mean(dim=-1)  # [N, K]
-        total.scatter_add_(1, ids.ids_mask, per_patch)
-        count.scatter_add_(1, ids.ids_mask, torch.ones_like(ids.ids_mask))
+    for ids_mask, per_patch, _ in _random_mask_losses(model, imgs, num_masks, mask_ratio, generator, norm_pix):
+        total.scatter_add_(1, ids_mask, per_patch)
+        count.scatter_add_(1, ids_mask, torch.ones_like(ids_mask))
     loss = total / count.clamp(min=1)
     return loss.masked_fill(count == 0, float("nan")), count
 
@@ -123,18 +142,10 @@ def masked_view_spearman(
     """The student's ranking where it is trained: its scores of the masked patches of a random
     mask against their real loss under that same mask. Returns [N]: Spearman per image, mean
     over the masks."""
-    n, num_patches = imgs.shape[0], model.num_patches
-    k = num_masked(num_patches, mask_ratio)
-    targets_all = model.patchify(imgs)  # [N, L, P]
-    total = torch.zeros(n, device=imgs.device)
-    for _ in range(num_masks):
-        noise = torch.rand(n, num_patches, generator=generator).to(imgs.device)  # [N, L]
-        ids = random_mask(noise, k)
-        out = model(imgs, ids.ids_keep, ids.ids_mask)  # pred [N, K, P], scores [N, L]
-        target = torch.gather(targets_all, 1, ids.ids_mask.unsqueeze(-1).expand(-1, -1, targets_all.shape[-1]))
-        real = (out.pred.float() - patch_targets(target, norm_pix)).pow(2).mean(dim=-1)  # [N, K]
-        scores = torch.gather(out.scores.float(), 1, ids.ids_mask)  # [N, K]
-        total += spearman(scores, real)
+    total = torch.zeros(imgs.shape[0], device=imgs.device)
+    passes = _random_mask_losses(model, imgs, num_masks, mask_ratio, generator, norm_pix, with_scores=True)
+    for ids_mask, real, scores in passes:
+        total += spearman(torch.gather(scores.float(), 1, ids_mask), real)  # [N]
     return total / num_masks
 
 
