@@ -193,6 +193,8 @@ def _matched_epochs(spec: StudySpec, job: Job) -> int | None:
 
 
 def _pretrain(spec: StudySpec, job: Job, epochs: int | None) -> None:
+    import torch
+
     from hpm.engine.train import pretrain
 
     cfg = variant_config(spec, job.variant, job.seed, epochs)
@@ -211,6 +213,9 @@ def _pretrain(spec: StudySpec, job: Job, epochs: int | None) -> None:
         "precision": cfg.train.precision,
         "train_time_s": steps[-1].get("time_s", time.perf_counter() - started),
         "img_per_s": statistics.median(speeds),
+        # images/s depends on the CPU threads the run had (OMP_NUM_THREADS; runs sharing a
+        # machine may each get fewer); recorded so the report can say so
+        "threads": torch.get_num_threads(),
         "final_loss": summary.final_loss,
         "checkpoint": str(summary.checkpoint),
     })
@@ -379,6 +384,7 @@ def collect(spec: StudySpec) -> dict[str, Any]:
             "student_masked_spearman": rank.get("student_masked_spearman"),
             "final_loss_rec": _last_mean(records, "loss_rec"),
             "img_per_s": done["img_per_s"],
+            "threads": done.get("threads"),
             "train_time_s": done["train_time_s"],
             # the time at the run's median speed: what a quiet machine takes (bursts of other
             # work on a shared machine inflate the wall time, not the median)
@@ -394,7 +400,8 @@ def collect(spec: StudySpec) -> dict[str, Any]:
             variants.append({"variant": v.name, "seeds_done": 0, "seeds_planned": len(v.seeds)})
             continue
         row: dict[str, Any] = {"variant": v.name, "seeds_done": len(mine), "seeds_planned": len(v.seeds),
-                               "epochs": sorted({r["epochs"] for r in mine}), "description": v.description}
+                               "epochs": sorted({r["epochs"] for r in mine}), "description": v.description,
+                               "threads": sorted({r["threads"] for r in mine if r["threads"] is not None})}
         for m in metrics:
             values = [r[m] for r in mine if r[m] is not None]
             row[m] = {"mean": statistics.fmean(values) if values else None,
@@ -429,13 +436,14 @@ def format_report(results: dict[str, Any]) -> str:
              "batches (training log, mean of the last 5 logs); teacher ranking: the EMA teacher's prediction "
              "on the full image vs the real loss averaged over random masks (test images); time: training "
              "minutes at the run's median images/s (the per-run table also gives the measured wall time, which "
-             "other work on the machine inflates).", "",
+             "other work on the machine inflates); threads: the CPU threads each run had (images/s and times "
+             "compare only between rows with the same threads).", "",
              f"| variant | seeds | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | teacher ranking ρ | "
-             "teacher top-25% | img/s | time (min) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "teacher top-25% | img/s | time (min) | threads |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["variants"]:
         if not row["seeds_done"]:
-            lines.append(f"| {row['variant']} | 0/{row['seeds_planned']} | – | not run yet | | | | | | | |")
+            lines.append(f"| {row['variant']} | 0/{row['seeds_planned']} | – | not run yet | | | | | | | | |")
             continue
         minutes = dict(row["est_time_s"])
         minutes = {**minutes, "mean": minutes["mean"] / 60 if minutes["mean"] is not None else None,
@@ -444,7 +452,8 @@ def format_report(results: dict[str, Any]) -> str:
             f"| {row['variant']} | {row['seeds_done']}/{row['seeds_planned']} | {','.join(map(str, row['epochs']))} | "
             f"{_fmt(row['knn_top1'])} | {_fmt(row['linear_top1'])} | {_fmt(row['finetune_top1'])} | "
             f"{_fmt(row['pred_spearman'], 3)} | {_fmt(row['teacher_rank_spearman'], 3)} | "
-            f"{_fmt(row['teacher_rank_top25'], 3)} | {_fmt(row['img_per_s'], 0)} | {_fmt(minutes, 1)} |"
+            f"{_fmt(row['teacher_rank_top25'], 3)} | {_fmt(row['img_per_s'], 0)} | {_fmt(minutes, 1)} | "
+            f"{','.join(map(str, row['threads'])) or '–'} |"
         )
     floors = results["floors"]
     lines += ["", "Floors (no pre-training, same evaluation):", "", f"| features | k-NN@{k} | linear |", "|---|---|---|"]
@@ -464,13 +473,13 @@ def format_report(results: dict[str, Any]) -> str:
                          f"{_fmt(row['student_rank_spearman'], 3)} | {_fmt(row['teacher_rank_spearman'], 3)} | "
                          f"{_fmt(row['teacher_rank_top25'], 3)} |")
     lines += ["", "Per run:", "", f"| variant | seed | precision | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | "
-              "teacher ranking ρ | img/s | time (min) | wall (min) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "teacher ranking ρ | img/s | time (min) | wall (min) | threads |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
         lines.append(
             f"| {r['variant']} | {r['seed']} | {r['precision']} | {r['epochs']} | {_fmt(r['knn_top1'])} | "
             f"{_fmt(r['linear_top1'])} | {_fmt(r['finetune_top1'])} | {_fmt(r['pred_spearman'], 3)} | "
             f"{_fmt(r['teacher_rank_spearman'], 3)} | {_fmt(r['img_per_s'], 0)} | {_fmt(r['est_time_s'] / 60, 1)} | "
-            f"{_fmt(r['train_time_s'] / 60, 1)} |"
+            f"{_fmt(r['train_time_s'] / 60, 1)} | {r['threads'] if r['threads'] is not None else '–'} |"
         )
     ref = results.get("reference") or {}
     if ref:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from hpm.errors import ConfigError
@@ -112,6 +113,8 @@ def test_tiny_study_resumes_evaluates_and_reports(tmp_path: Path) -> None:
     matched = json.loads((runs / "mae_same_time" / "seed_0" / "study_pretrain.json").read_text())
     assert matched["epochs"] == max(1, round(2 * t["mae"]["img_per_s"] / t["hpm"]["img_per_s"]))
     assert matched["epochs"] >= 2  # MAE steps are cheaper than HPM's
+    # the CPU threads a run had are recorded (images/s compare only at equal threads)
+    assert t["mae"]["threads"] == torch.get_num_threads()
 
     # the report's figures are the evaluation files' figures
     results = json.loads((report / "results.json").read_text())
@@ -129,6 +132,8 @@ def test_tiny_study_resumes_evaluates_and_reports(tmp_path: Path) -> None:
     assert results["floors"]["random_init"]["linear_top1"] is not None
     table = (report / "results.md").read_text()
     assert "| mae | 2/2 |" in table and "| hpm | 1/1 |" in table and "raw pixels" in table
+    assert mae["threads"] == [torch.get_num_threads()]
+    assert f"| {torch.get_num_threads()} |" in table
 
 
 def test_study_report_lists_variants_not_run_yet(tmp_path: Path) -> None:
