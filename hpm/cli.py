@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", metavar="key=value",
                    help="study keys, e.g. base.train.epochs=5 runs_dir=runs/quick report_dir=runs/quick/report")
     s.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
-    s.add_argument("--max-runs", type=int, help="stop after starting N pre-training runs")
+    s.add_argument("--max-runs", type=int, help="start at most N pre-training runs (0: only evaluate finished runs and rebuild the report)")
     s.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
     s.add_argument("--list", action="store_true", help="print the planned runs in order and exit")
     s.set_defaults(func=cmd_study)

@@ -135,6 +135,18 @@ def test_tiny_study_resumes_evaluates_and_reports(tmp_path: Path) -> None:
     assert mae["threads"] == [torch.get_num_threads()]
     assert f"| {torch.get_num_threads()} |" in table
 
+    # a ranking file of older code (no version) is redone; --max-runs 0 evaluates finished runs only
+    ranking = runs / "hpm" / "seed_0" / "eval" / "study_ranking.json"
+    old = {k: v for k, v in json.loads(ranking.read_text()).items() if k in ("available", "teacher_spearman")}
+    ranking.write_text(json.dumps(old))
+    knn_file = runs / "hpm" / "seed_0" / "eval" / "study_knn.json"
+    knn_mtime = knn_file.stat().st_mtime_ns
+    run_study(spec, max_jobs=0)
+    redone = json.loads(ranking.read_text())
+    assert redone["version"] >= 2 and "real_retest_spearman" in redone
+    assert redone["teacher_spearman"] == pytest.approx(old["teacher_spearman"])  # same masks, same figure
+    assert knn_file.stat().st_mtime_ns == knn_mtime
+
 
 def test_study_report_lists_variants_not_run_yet(tmp_path: Path) -> None:
     path = _write_study(tmp_path, [{"name": "mae", "config": "configs/ablations/mae.yaml", "seeds": [0, 1]}],

@@ -59,6 +59,32 @@ def load_pretrained(path: str | Path) -> PretrainedModels:
     return PretrainedModels(student, teacher, cfg, ckpt, int(state.get("step", 0)))
 
 
+def _draw_masks(
+    n: int, num_patches: int, num_masks: int, mask_ratio: float, generator: torch.Generator | None, device: torch.device
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """``num_masks`` uniformly random masks: ids_keep [N, L - K], ids_mask [N, K], ids_restore [N, L]."""
+    k = num_masked(num_patches, mask_ratio)
+    for _ in range(num_masks):
+        noise = torch.rand(n, num_patches, generator=generator).to(device)  # [N, L]
+        ids = random_mask(noise, k)
+        ids_restore = torch.argsort(torch.cat([ids.ids_keep, ids.ids_mask], dim=1), dim=1)  # [N, L]
+        yield ids.ids_keep, ids.ids_mask, ids_restore
+
+
+def _average_at_masked(passes: Iterator[tuple[Tensor, Tensor]], n: int, num_patches: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Per-patch mean of values [N, K] given at masked ids [N, K] over several masks.
+
+    Returns ``(mean, count)``: float32 [N, L] (NaN where no mask hid the patch), int64 [N, L].
+    """
+    total = torch.zeros(n, num_patches, device=device)
+    count = torch.zeros(n, num_patches, dtype=torch.long, device=device)
+    for ids_mask, values in passes:
+        total.scatter_add_(1, ids_mask, values.float())
+        count.scatter_add_(1, ids_mask, torch.ones_like(ids_mask))
+    mean = total / count.clamp(min=1)
+    return mean.masked_fill(count == 0, float("nan")), count
+
+
 def _random_mask_losses(
     model: MaskedAutoencoder,
     imgs: Tensor,
@@ -70,21 +96,16 @@ def _random_mask_losses(
 ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
     """For each of ``num_masks`` random masks: masked ids [N, K], their real loss [N, K] and,
     with ``with_scores``, the student's predictor scores [N, L] on that masked view."""
-    n, num_patches = imgs.shape[0], model.num_patches
-    k = num_masked(num_patches, mask_ratio)
     targets_all = model.patchify(imgs)  # [N, L, P]
-    for _ in range(num_masks):
-        noise = torch.rand(n, num_patches, generator=generator).to(imgs.device)  # [N, L]
-        ids = random_mask(noise, k)
+    for ids_keep, ids_mask, ids_restore in _draw_masks(imgs.shape[0], model.num_patches, num_masks, mask_ratio, generator, imgs.device):
         if with_scores:
-            pred, scores = model(imgs, ids.ids_keep, ids.ids_mask)  # [N, K, P], [N, L]
+            pred, scores = model(imgs, ids_keep, ids_mask)  # [N, K, P], [N, L]
         else:  # the reconstructor alone
-            ids_restore = torch.argsort(torch.cat([ids.ids_keep, ids.ids_mask], dim=1), dim=1)  # [N, L]
-            x = model.forward_decoder_input(model.forward_encoder(imgs, ids.ids_keep), ids_restore)
-            pred, scores = model.forward_decoder(x, ids.ids_mask), None  # [N, K, P]
-        target = torch.gather(targets_all, 1, ids.ids_mask.unsqueeze(-1).expand(-1, -1, targets_all.shape[-1]))
+            x = model.forward_decoder_input(model.forward_encoder(imgs, ids_keep), ids_restore)
+            pred, scores = model.forward_decoder(x, ids_mask), None  # [N, K, P]
+        target = torch.gather(targets_all, 1, ids_mask.unsqueeze(-1).expand(-1, -1, targets_all.shape[-1]))
         per_patch = (pred.float() - patch_targets(target, norm_pix)).pow(2).mean(dim=-1)  # [N, K]
-        yield ids.ids_mask, per_patch, scores
+        yield ids_mask, per_patch, scores
 
 
 @torch.no_grad()
@@ -112,14 +133,8 @@ def real_patch_loss(
     """
     if num_masks < 1:
         raise ValueError(f"num_masks must be >= 1, got {num_masks}")
-    n, num_patches = imgs.shape[0], model.num_patches
-    total = torch.zeros(n, num_patches, device=imgs.device)
-    count = torch.zeros(n, num_patches, dtype=torch.long, device=imgs.device)
-    for ids_mask, per_patch, _ in _random_mask_losses(model, imgs, num_masks, mask_ratio, generator, norm_pix):
-        total.scatter_add_(1, ids_mask, per_patch)
-        count.scatter_add_(1, ids_mask, torch.ones_like(ids_mask))
-    loss = total / count.clamp(min=1)
-    return loss.masked_fill(count == 0, float("nan")), count
+    passes = _random_mask_losses(model, imgs, num_masks, mask_ratio, generator, norm_pix)
+    return _average_at_masked(((ids, loss) for ids, loss, _ in passes), imgs.shape[0], model.num_patches, imgs.device)
 
 
 @torch.no_grad()
@@ -128,6 +143,34 @@ def predicted_patch_loss(model: MaskedAutoencoder, imgs: Tensor) -> Tensor:
     if not model.has_predictor:
         raise CheckpointError("this model has no loss predictor (an MAE run); there is no predicted loss")
     return model.score_patches(imgs).float()
+
+
+@torch.no_grad()
+def masked_view_scores(
+    model: MaskedAutoencoder,
+    imgs: Tensor,
+    num_masks: int = 10,
+    mask_ratio: float = 0.75,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The predictor's scores from partial views, where it is trained: for each of ``num_masks``
+    random masks the scores of the masked patches, z-normalised within the image (the relative
+    objective fixes scores only up to a shift per image and mask), averaged per patch over the
+    masks that hid it. Works for a student or a teacher (no reconstructor needed).
+
+    Returns:
+        float32 [N, L] (NaN for a patch no mask hid).
+    """
+    if not model.has_predictor:
+        raise CheckpointError("this model has no loss predictor (an MAE run); there is no predicted loss")
+
+    def passes() -> Iterator[tuple[Tensor, Tensor]]:
+        for ids_keep, ids_mask, ids_restore in _draw_masks(imgs.shape[0], model.num_patches, num_masks, mask_ratio, generator, imgs.device):
+            x = model.forward_decoder_input(model.forward_encoder(imgs, ids_keep), ids_restore)
+            scores = torch.gather(model.forward_loss_predictor(x).float(), 1, ids_mask)  # [N, K]
+            yield ids_mask, (scores - scores.mean(1, keepdim=True)) / scores.std(1, keepdim=True).clamp(min=1e-6)
+
+    return _average_at_masked(passes(), imgs.shape[0], model.num_patches, imgs.device)[0]
 
 
 @torch.no_grad()
@@ -178,27 +221,40 @@ def ranking_quality(
         between the full-image prediction and the real loss, for the student's predictor
         (``student_*``) and the teacher's (``teacher_*``) where they exist, and
         ``student_masked_spearman`` (:func:`masked_view_spearman`: the partial view the
-        predictor is trained on); empty for an MAE run.
+        predictor is trained on); empty for an MAE run. Two diagnostics of the full-view ranking,
+        from masks drawn by a second generator (so the figures above do not change with them):
+        ``real_retest_spearman``, the real loss against itself from ``num_masks`` other masks
+        (the ceiling any ranking of a mask-averaged loss can reach), and ``*_masked_avg_spearman`` /
+        ``*_masked_avg_top25``, the ranking by :func:`masked_view_scores` (scores from partial
+        views averaged per patch) instead of one full-view pass.
     """
     student, teacher = models.student, models.teacher
     if not student.has_predictor:
         return {}
     generator = torch.Generator().manual_seed(seed)
+    extra = torch.Generator().manual_seed(seed + 1)
+    ratio, norm_pix = models.cfg.mask.ratio, models.cfg.model.norm_pix_loss
     sums: dict[str, float] = {}
+
+    def add(key: str, values: Tensor) -> None:
+        sums[key] = sums.get(key, 0.0) + float(values.sum())
+
     for start in range(0, imgs.shape[0], batch_size):
         batch = imgs[start : start + batch_size]
-        real, _ = real_patch_loss(
-            student, batch, num_masks, models.cfg.mask.ratio, generator, models.cfg.model.norm_pix_loss
-        )
-        real = _fill_nan(real)
-        masked = masked_view_spearman(
-            student, batch, num_masks, models.cfg.mask.ratio, generator, models.cfg.model.norm_pix_loss
-        )
-        sums["student_masked_spearman"] = sums.get("student_masked_spearman", 0.0) + float(masked.sum())
+        real = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, generator, norm_pix)[0])  # [B, L]
+        add("student_masked_spearman", masked_view_spearman(student, batch, num_masks, ratio, generator, norm_pix))
         for name, model in (("student", student), ("teacher", teacher)):
             if model is None:
                 continue
             pred = predicted_patch_loss(model, batch)
-            sums[f"{name}_spearman"] = sums.get(f"{name}_spearman", 0.0) + float(spearman(pred, real).sum())
-            sums[f"{name}_top25"] = sums.get(f"{name}_top25", 0.0) + float(top_fraction_overlap(pred, real).sum())
+            add(f"{name}_spearman", spearman(pred, real))
+            add(f"{name}_top25", top_fraction_overlap(pred, real))
+        retest = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, extra, norm_pix)[0])
+        add("real_retest_spearman", spearman(retest, real))
+        for name, model in (("student", student), ("teacher", teacher)):
+            if model is None:
+                continue
+            pred = _fill_nan(masked_view_scores(model, batch, num_masks, ratio, extra))
+            add(f"{name}_masked_avg_spearman", spearman(pred, real))
+            add(f"{name}_masked_avg_top25", top_fraction_overlap(pred, real))
     return {key: value / imgs.shape[0] for key, value in sums.items()}

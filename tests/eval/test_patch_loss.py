@@ -10,6 +10,7 @@ import torch
 from hpm.errors import CheckpointError
 from hpm.eval.patch_loss import (
     load_pretrained,
+    masked_view_scores,
     masked_view_spearman,
     predicted_patch_loss,
     ranking_quality,
@@ -76,6 +77,33 @@ def test_ranking_quality_is_one_for_a_perfect_predictor_and_minus_one_reversed(t
         assert out["teacher_spearman"] == pytest.approx(sign, abs=1e-6)
         assert out["student_spearman"] == pytest.approx(sign, abs=1e-6)
         assert out["teacher_top25"] == pytest.approx(1.0 if sign > 0 else 0.0)
+    # the diagnostics: the real loss against itself from other masks, and masked-view scoring
+    for key in ("real_retest_spearman", "student_masked_avg_spearman", "teacher_masked_avg_spearman"):
+        assert -1.0 <= out[key] <= 1.0
+    assert 0.0 <= out["teacher_masked_avg_top25"] <= 1.0
+
+
+def test_masked_view_scores_average_the_normalised_scores_of_masked_patches() -> None:
+    from hpm.engine.ema import build_teacher
+    from hpm.masking import random_mask
+
+    teacher = build_teacher(_model())  # no reconstructor: masked-view scoring must not need one
+    imgs = torch.randn(2, 1, 32, 32)
+    got = masked_view_scores(teacher, imgs, num_masks=3, generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    sums, hits = torch.zeros(2, 64), torch.zeros(2, 64)
+    for _ in range(3):
+        ids = random_mask(torch.rand(2, 64, generator=g), 48)
+        for i in range(2):
+            restore = torch.argsort(torch.cat([ids.ids_keep[i], ids.ids_mask[i]]))[None]
+            x = teacher.forward_decoder_input(teacher.forward_encoder(imgs[i : i + 1], ids.ids_keep[i : i + 1]), restore)
+            scores = teacher.forward_loss_predictor(x)[0, ids.ids_mask[i]]  # [K]
+            sums[i, ids.ids_mask[i]] += (scores - scores.mean()) / scores.std()
+            hits[i, ids.ids_mask[i]] += 1
+    assert torch.equal(torch.isnan(got), hits == 0)
+    torch.testing.assert_close(got[hits > 0], (sums / hits)[hits > 0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(CheckpointError, match="no loss predictor"):
+        masked_view_scores(build_model(tiny_config().model, loss_predictor=False), imgs)
 
 
 def test_load_pretrained_reads_every_weight(tmp_path: Path) -> None:
