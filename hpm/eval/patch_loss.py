@@ -137,11 +137,15 @@ def real_patch_loss(
     return _average_at_masked(((ids, loss) for ids, loss, _ in passes), imgs.shape[0], model.num_patches, imgs.device)
 
 
+def _require_predictor(model: MaskedAutoencoder) -> None:
+    if not model.has_predictor:
+        raise CheckpointError("this model has no loss predictor (an MAE run); there is no predicted loss")
+
+
 @torch.no_grad()
 def predicted_patch_loss(model: MaskedAutoencoder, imgs: Tensor) -> Tensor:
     """The loss predictor's score of every patch on the full image. [N, C, H, W] -> [N, L]."""
-    if not model.has_predictor:
-        raise CheckpointError("this model has no loss predictor (an MAE run); there is no predicted loss")
+    _require_predictor(model)
     return model.score_patches(imgs).float()
 
 
@@ -161,8 +165,7 @@ def masked_view_scores(
     Returns:
         float32 [N, L] (NaN for a patch no mask hid).
     """
-    if not model.has_predictor:
-        raise CheckpointError("this model has no loss predictor (an MAE run); there is no predicted loss")
+    _require_predictor(model)
 
     def passes() -> Iterator[tuple[Tensor, Tensor]]:
         for ids_keep, ids_mask, ids_restore in _draw_masks(imgs.shape[0], model.num_patches, num_masks, mask_ratio, generator, imgs.device):
@@ -234,6 +237,7 @@ def ranking_quality(
     generator = torch.Generator().manual_seed(seed)
     extra = torch.Generator().manual_seed(seed + 1)
     ratio, norm_pix = models.cfg.mask.ratio, models.cfg.model.norm_pix_loss
+    scorers = [(name, model) for name, model in (("student", student), ("teacher", teacher)) if model is not None]
     sums: dict[str, float] = {}
 
     def add(key: str, values: Tensor) -> None:
@@ -243,18 +247,11 @@ def ranking_quality(
         batch = imgs[start : start + batch_size]
         real = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, generator, norm_pix)[0])  # [B, L]
         add("student_masked_spearman", masked_view_spearman(student, batch, num_masks, ratio, generator, norm_pix))
-        for name, model in (("student", student), ("teacher", teacher)):
-            if model is None:
-                continue
-            pred = predicted_patch_loss(model, batch)
-            add(f"{name}_spearman", spearman(pred, real))
-            add(f"{name}_top25", top_fraction_overlap(pred, real))
         retest = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, extra, norm_pix)[0])
         add("real_retest_spearman", spearman(retest, real))
-        for name, model in (("student", student), ("teacher", teacher)):
-            if model is None:
-                continue
-            pred = _fill_nan(masked_view_scores(model, batch, num_masks, ratio, extra))
-            add(f"{name}_masked_avg_spearman", spearman(pred, real))
-            add(f"{name}_masked_avg_top25", top_fraction_overlap(pred, real))
+        for name, model in scorers:
+            for view, pred in (("", predicted_patch_loss(model, batch)),
+                               ("_masked_avg", _fill_nan(masked_view_scores(model, batch, num_masks, ratio, extra)))):
+                add(f"{name}{view}_spearman", spearman(pred, real))
+                add(f"{name}{view}_top25", top_fraction_overlap(pred, real))
     return {key: value / imgs.shape[0] for key, value in sums.items()}
