@@ -59,16 +59,19 @@ def load_pretrained(path: str | Path) -> PretrainedModels:
     return PretrainedModels(student, teacher, cfg, ckpt, int(state.get("step", 0)))
 
 
-def _draw_masks(
-    n: int, num_patches: int, num_masks: int, mask_ratio: float, generator: torch.Generator | None, device: torch.device
-) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """``num_masks`` uniformly random masks: ids_keep [N, L - K], ids_mask [N, K], ids_restore [N, L]."""
+def _masked_views(
+    model: MaskedAutoencoder, imgs: Tensor, num_masks: int, mask_ratio: float, generator: torch.Generator | None
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """For each of ``num_masks`` uniformly random masks: the masked ids [N, K] and the decoder
+    input [N, L, D] (encoded visible patches, mask tokens at the masked ones), which the
+    reconstructor and the loss predictor both read (as in :meth:`MaskedAutoencoder.forward`)."""
+    n, num_patches = imgs.shape[0], model.num_patches
     k = num_masked(num_patches, mask_ratio)
     for _ in range(num_masks):
-        noise = torch.rand(n, num_patches, generator=generator).to(device)  # [N, L]
+        noise = torch.rand(n, num_patches, generator=generator).to(imgs.device)  # [N, L]
         ids = random_mask(noise, k)
         ids_restore = torch.argsort(torch.cat([ids.ids_keep, ids.ids_mask], dim=1), dim=1)  # [N, L]
-        yield ids.ids_keep, ids.ids_mask, ids_restore
+        yield ids.ids_mask, model.forward_decoder_input(model.forward_encoder(imgs, ids.ids_keep), ids_restore)
 
 
 def _average_at_masked(passes: Iterator[tuple[Tensor, Tensor]], n: int, num_patches: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -97,12 +100,9 @@ def _random_mask_losses(
     """For each of ``num_masks`` random masks: masked ids [N, K], their real loss [N, K] and,
     with ``with_scores``, the student's predictor scores [N, L] on that masked view."""
     targets_all = model.patchify(imgs)  # [N, L, P]
-    for ids_keep, ids_mask, ids_restore in _draw_masks(imgs.shape[0], model.num_patches, num_masks, mask_ratio, generator, imgs.device):
-        if with_scores:
-            pred, scores = model(imgs, ids_keep, ids_mask)  # [N, K, P], [N, L]
-        else:  # the reconstructor alone
-            x = model.forward_decoder_input(model.forward_encoder(imgs, ids_keep), ids_restore)
-            pred, scores = model.forward_decoder(x, ids_mask), None  # [N, K, P]
+    for ids_mask, x in _masked_views(model, imgs, num_masks, mask_ratio, generator):
+        pred = model.forward_decoder(x, ids_mask)  # [N, K, P]
+        scores = model.forward_loss_predictor(x) if with_scores else None  # [N, L]
         target = torch.gather(targets_all, 1, ids_mask.unsqueeze(-1).expand(-1, -1, targets_all.shape[-1]))
         per_patch = (pred.float() - patch_targets(target, norm_pix)).pow(2).mean(dim=-1)  # [N, K]
         yield ids_mask, per_patch, scores
@@ -168,8 +168,7 @@ def masked_view_scores(
     _require_predictor(model)
 
     def passes() -> Iterator[tuple[Tensor, Tensor]]:
-        for ids_keep, ids_mask, ids_restore in _draw_masks(imgs.shape[0], model.num_patches, num_masks, mask_ratio, generator, imgs.device):
-            x = model.forward_decoder_input(model.forward_encoder(imgs, ids_keep), ids_restore)
+        for ids_mask, x in _masked_views(model, imgs, num_masks, mask_ratio, generator):
             scores = torch.gather(model.forward_loss_predictor(x).float(), 1, ids_mask)  # [N, K]
             yield ids_mask, (scores - scores.mean(1, keepdim=True)) / scores.std(1, keepdim=True).clamp(min=1e-6)
 
