@@ -13,14 +13,22 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hpm.config import Config, config_from_dict
+from hpm.config import Config, _deep_merge, config_from_dict
 from hpm.engine.optim import build_optimizer
 from hpm.engine.precision import DTYPES, Resolved, resolve_device, resolve_precision
 from hpm.engine.step import PretrainStep
 from hpm.masking import num_hard_patches
 from hpm.models import build_model
 
-VARIANTS = ("mae", "hpm")
+VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient")
+# What each HPM variant changes (on top of mask.strategy=hpm and the relative loss predictor):
+# hpm: the paper's full-image teacher; hpm_masked: the teacher scores a random partial view;
+# hpm_efficient: that, with a shallow loss predictor (configs/ablations/efficient.yaml).
+HPM_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "hpm": {"mask": {"teacher_view": "full"}},
+    "hpm_masked": {"mask": {"teacher_view": "masked"}},
+    "hpm_efficient": {"mask": {"teacher_view": "masked"}, "model": {"predictor_depth": 1}},
+}
 
 
 def device_name(device: torch.device) -> str:
@@ -65,14 +73,16 @@ def measure_peak_gflops(device: torch.device, precision: Resolved, seconds: floa
 
 
 def variant_config(base: Config, variant: str, mask: str) -> Config:
-    """The config of a benchmark variant: ``mae`` (no predictor) or ``hpm`` (teacher masks)."""
+    """The config of a benchmark variant: ``mae`` (no predictor) or an HPM variant (teacher
+    masks; :data:`HPM_VARIANTS`)."""
     raw = base.model_dump(mode="json")
     if variant == "mae":
         raw["mask"]["strategy"] = mask
         raw["loss"]["predictor"] = "none"
-    elif variant == "hpm":
+    elif variant in HPM_VARIANTS:
         raw["mask"]["strategy"] = "hpm"
         raw["loss"]["predictor"] = "relative"
+        raw = _deep_merge(raw, HPM_VARIANTS[variant])
     else:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
     return config_from_dict(raw)
@@ -121,7 +131,7 @@ class _Variant:
     def step(self) -> None:
         """One full training step: masks (with the teacher for HPM), forward, backward, optimizer, EMA."""
         masks, scores = self.step_fn.generate_mask(self.images, self.num_hard)
-        self.step_fn.forward_backward(self.images, masks, scores)
+        self.step_fn.forward_backward(self.images, masks, scores, self.num_hard)
         self.step_fn.optimizer_step(0.999)
 
     def gflop(self) -> float:
@@ -214,10 +224,12 @@ def run_bench(
         result["peak_gflops"][prec] = peak
         for name, r in results.items():
             result.setdefault(name, {})[prec] = r.as_dict()
+    for name in HPM_VARIANTS:
+        if "mae" in variants and name in variants:
+            result[f"{name}_over_mae"] = {
+                p: result[name][p]["step_s"] / result["mae"][p]["step_s"] for p in resolved
+            }
     if "mae" in variants and "hpm" in variants:
-        result["hpm_over_mae"] = {
-            p: result["hpm"][p]["step_s"] / result["mae"][p]["step_s"] for p in resolved
-        }
         if "fp32" in resolved and "bf16" in resolved:
             result["hpm_bf16_over_mae_fp32"] = result["hpm"]["bf16"]["step_s"] / result["mae"]["fp32"]["step_s"]
     for name in variants:
@@ -232,18 +244,19 @@ def format_bench(result: dict[str, Any]) -> str:
         f"device: {result['device']} | preset {result['preset']}, batch {result['batch_size']}, "
         f"{result['img_size']} px, median of {result['steps']} interleaved steps",
         "matmul peak: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in result["peak_gflops"].items()),
-        f"{'variant':8} {'prec':5} {'step s':>8} {'img/s':>8} {'GFLOP':>8} {'MFU':>6}  phases (s)",
+        f"{'variant':13} {'prec':5} {'step s':>8} {'img/s':>8} {'GFLOP':>8} {'MFU':>6}  phases (s)",
     ]
     for variant in VARIANTS:
         for prec, r in result.get(variant, {}).items():
             phases = " ".join(f"{k}={v:.3f}" for k, v in r["phases_s"].items())
             mem = f" peak mem {r['peak_mem_gb']:.1f} GiB" if "peak_mem_gb" in r else ""
             lines.append(
-                f"{variant:8} {prec:5} {r['step_s']:8.3f} {r['img_per_s']:8.1f} "
+                f"{variant:13} {prec:5} {r['step_s']:8.3f} {r['img_per_s']:8.1f} "
                 f"{r['gflop_per_step']:8.1f} {r['mfu']:6.2f}  {phases}{mem}"
             )
-    for prec, ratio in result.get("hpm_over_mae", {}).items():
-        lines.append(f"HPM / MAE step time ({prec}): {ratio:.2f}x")
+    for name in HPM_VARIANTS:
+        for prec, ratio in result.get(f"{name}_over_mae", {}).items():
+            lines.append(f"{name} / mae step time ({prec}): {ratio:.2f}x")
     if "hpm_bf16_over_mae_fp32" in result:
         lines.append(f"HPM bf16 / MAE fp32 step time: {result['hpm_bf16_over_mae_fp32']:.2f}x")
     return "\n".join(lines)

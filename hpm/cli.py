@@ -36,6 +36,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "subset": ("data", "subset"),
         "mask": ("mask", "strategy"),
         "loss_predictor": ("loss", "predictor"),
+        "teacher_view": ("mask", "teacher_view"),
         "data_dir": ("data", "data_dir"),
         "data_root": ("data", "root"),
     }
@@ -332,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", type=int, help="seeded, class-balanced subset of N training images")
     p.add_argument("--mask", choices=["random", "block", "hpm"])
     p.add_argument("--loss-predictor", choices=["relative", "absolute", "none"])
+    p.add_argument("--teacher-view", choices=["full", "masked"],
+                   help="what HPM's EMA teacher scores: the whole image (the paper's) or random partial views")
     p.add_argument("--data-dir", help="ImageFolder root with train/ (and optional val/)")
     p.add_argument("--data-root", help="Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist)")
     p.set_defaults(func=cmd_pretrain)
@@ -341,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     b.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     b.add_argument("--mask", default="random", choices=["random", "block"], help="MAE's masking")
-    b.add_argument("--variants", default="mae,hpm", help="comma-separated: mae, hpm")
+    b.add_argument("--variants", default="mae,hpm,hpm_masked,hpm_efficient",
+                   help="comma-separated: mae, hpm (full-view teacher), hpm_masked, hpm_efficient")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench, precision=None)
 

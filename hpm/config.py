@@ -72,6 +72,15 @@ class MaskConfig(_Section):
     alpha: float = 0.5  # used by schedule=fixed (alpha=1: always the hardest)
     schedule_unit: Literal["epoch", "iter"] = "epoch"
     select: Literal["hardest", "easiest"] = "hardest"
+    # hpm only: what the EMA teacher scores. "full": the whole image (the paper and the authors'
+    # release); "masked": random partial views (ratio teacher_ratio, default ratio) scored at their
+    # mask-token positions, where the loss predictor is trained. With one view the patches it
+    # leaves visible get no score and are never chosen as hard; teacher_views = V > 1 views keep
+    # disjoint patch sets, so every patch is scored (z-normalised scores averaged over the views
+    # that hid it) at V times the teacher's cost.
+    teacher_view: Literal["full", "masked"] = "full"
+    teacher_ratio: float | None = None  # None: the same as ratio
+    teacher_views: int = 1
     # block only: smallest block in patches (BEiT: 16), aspect ratio range
     block_min_patches: int = 4
     block_aspect: float = 0.3
@@ -83,7 +92,16 @@ class MaskConfig(_Section):
         for name in ("alpha_start", "alpha_end", "alpha"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.teacher_ratio is not None and not 0.0 < self.teacher_ratio < 1.0:
+            raise ValueError(f"teacher_ratio must be in (0, 1) or null, got {self.teacher_ratio}")
+        if self.teacher_views < 1:
+            raise ValueError(f"teacher_views must be >= 1, got {self.teacher_views}")
         return self
+
+    @property
+    def max_alpha(self) -> float:
+        """The largest alpha the schedule reaches."""
+        return self.alpha if self.schedule == "fixed" else max(self.alpha_start, self.alpha_end)
 
 
 class LossConfig(_Section):

@@ -222,7 +222,9 @@ def _pretrain(spec: StudySpec, job: Job, epochs: int | None) -> None:
 
 
 # 2: real_retest_spearman and *_masked_avg_* added (figures of version 1 are unchanged)
-RANKING_VERSION = 2
+# 3: teacher_* measure the teacher as configured (mask.teacher_view), teacher_full_* the full-image
+#    pass (for a full-view run the same figures as version 2's teacher_*)
+RANKING_VERSION = 3
 
 
 def _eval_run(spec: StudySpec, job: Job) -> None:
@@ -281,7 +283,11 @@ def _floors(spec: StudySpec) -> None:
     ev = spec.eval
     floor_dir = Path(spec.runs_dir) / "floors"
     cfg = variant_config(spec, spec.variants[0], 0)
+    kept = _archived_floors(spec)
     for protocol in ["knn"] + (["linear"] if ev.linear else []):
+        if all((kept.get(kind) or {}).get(f"{protocol}_top1") is not None for kind in ("random_init", "raw_pixels")) \
+                and not any((floor_dir / f"{kind}_{protocol}.json").is_file() for kind in ("random_init", "raw_pixels")):
+            continue  # figures kept from the report (the files are gone with an old machine)
         out = floor_dir / f"random_init_{protocol}.json"
         if not out.is_file():
             LOG.info("study %s: random-init floor: %s", spec.name, protocol)
@@ -297,6 +303,29 @@ def _floors(spec: StudySpec) -> None:
             result = run_knn(None, data) if protocol == "knn" else run_linear(None, data, probe_cfg=LinearProbeConfig())
             _write_json(out, {"protocol": protocol, "source": {"kind": "raw_pixels"}, "data": data.describe(),
                               "result": result, "seconds": round(time.perf_counter() - started, 3)})
+
+
+def archived_runs(spec: StudySpec) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per-run figures of the last report (``report_dir/results.json``) whose run directories are
+    gone, e.g. on a new machine: the study keeps them in its report and does not retrain them
+    (delete a run's entry from results.json to retrain it)."""
+    prev = _read_json(Path(spec.report_dir) / "results.json") or {}
+    if prev.get("study") != spec.name:
+        return {}
+    out = {}
+    for r in prev.get("runs", []):
+        if not _done_file(run_dir(spec, r["variant"], r["seed"])).is_file():
+            full = r.get("teacher_rank_spearman") is not None  # reports before teacher_view: full view
+            defaults = {"teacher_top25_train": None, "teacher_view": "full" if full else None,
+                        "teacher_full_rank_spearman": r.get("teacher_rank_spearman"),
+                        "teacher_full_rank_top25": r.get("teacher_rank_top25")}
+            out[(r["variant"], int(r["seed"]))] = {**defaults, **r, "archived": True}
+    return out
+
+
+def _archived_floors(spec: StudySpec) -> dict[str, dict[str, Any]]:
+    prev = _read_json(Path(spec.report_dir) / "results.json") or {}
+    return prev.get("floors", {}) if prev.get("study") == spec.name else {}
 
 
 def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | None = None) -> Path:
@@ -319,8 +348,13 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
         write_report(spec)
     started = 0
     deferred: list[Job] = []
+    archived = archived_runs(spec)
     for job in plan(spec):
         if only and job.variant.name not in only:
+            continue
+        if (job.variant.name, job.seed) in archived:
+            LOG.info("study %s: %s / seed %d is kept from the report (its run directory is gone; delete its "
+                     "entry from results.json to retrain it)", spec.name, job.variant.name, job.seed)
             continue
         epochs = None
         if job.variant.match_time_of is not None:
@@ -367,9 +401,12 @@ def collect(spec: StudySpec) -> dict[str, Any]:
     """Every finished figure of the study, per run and per variant (mean, std over seeds)."""
     k = str(spec.eval.knn_k)
     runs = []
+    archived = archived_runs(spec)
     for job in plan(spec):
         done = _read_json(_done_file(job.run_dir))
         if done is None:
+            if (job.variant.name, job.seed) in archived:
+                runs.append(archived[(job.variant.name, job.seed)])
             continue
         records = read_metrics(job.run_dir / "metrics.jsonl")
         rank = _read_json(_eval_file(job.run_dir, "ranking")) or {}
@@ -383,8 +420,13 @@ def collect(spec: StudySpec) -> dict[str, Any]:
             "finetune_top1": _result(_eval_file(job.run_dir, "finetune"), "top1"),
             "pred_spearman": _last_mean(records, "pred_spearman"),
             "teacher_spearman_train": _last_mean(records, "teacher_spearman"),
+            "teacher_top25_train": _last_mean(records, "teacher_top25"),
+            # the teacher as configured (mask.teacher_view) and, for comparison, its full-image pass
+            "teacher_view": rank.get("teacher_view", "full" if "teacher_spearman" in rank else None),
             "teacher_rank_spearman": rank.get("teacher_spearman"),
             "teacher_rank_top25": rank.get("teacher_top25"),
+            "teacher_full_rank_spearman": rank.get("teacher_full_spearman", rank.get("teacher_spearman")),
+            "teacher_full_rank_top25": rank.get("teacher_full_top25", rank.get("teacher_top25")),
             "student_rank_spearman": rank.get("student_spearman"),
             "student_masked_spearman": rank.get("student_masked_spearman"),
             "real_retest_spearman": rank.get("real_retest_spearman"),
@@ -397,9 +439,11 @@ def collect(spec: StudySpec) -> dict[str, Any]:
             # the time at the run's median speed: what a quiet machine takes (bursts of other
             # work on a shared machine inflate the wall time, not the median)
             "est_time_s": done["steps"] * _images_per_step(job.run_dir) / done["img_per_s"],
+            "archived": False,  # True: figures kept from an earlier report, run directory gone
         })
-    metrics = ["knn_top1", "linear_top1", "finetune_top1", "pred_spearman", "teacher_spearman_train",
-               "teacher_rank_spearman", "teacher_rank_top25", "student_rank_spearman", "student_masked_spearman",
+    metrics = ["knn_top1", "linear_top1", "finetune_top1", "pred_spearman", "teacher_spearman_train", "teacher_top25_train",
+               "teacher_rank_spearman", "teacher_rank_top25", "teacher_full_rank_spearman",
+               "teacher_full_rank_top25", "student_rank_spearman", "student_masked_spearman",
                "real_retest_spearman", "teacher_masked_avg_spearman", "teacher_masked_avg_top25",
                "final_loss_rec", "img_per_s", "train_time_s", "est_time_s"]
     variants = []
@@ -418,9 +462,13 @@ def collect(spec: StudySpec) -> dict[str, Any]:
         variants.append(row)
     floors = {}
     floor_dir = Path(spec.runs_dir) / "floors"
+    kept = _archived_floors(spec)
     for kind in ("random_init", "raw_pixels"):
         floors[kind] = {"knn_top1": _result(floor_dir / f"{kind}_knn.json", "top1", k),
                         "linear_top1": _result(floor_dir / f"{kind}_linear.json", "top1")}
+        for key, value in floors[kind].items():
+            if value is None:
+                floors[kind][key] = (kept.get(kind) or {}).get(key)
     return {"study": spec.name, "description": spec.description, "knn_k": spec.eval.knn_k,
             "variants": variants, "runs": runs, "floors": floors, "reference": spec.reference}
 
@@ -443,7 +491,8 @@ def format_report(results: dict[str, Any]) -> str:
              f"Mean ± sample std over seeds (n = seeds finished). k-NN@{k} and linear-probe top-1 (%) on the "
              "same test images for every run; `pred_spearman`: the student's predictor on its own masked "
              "batches (training log, mean of the last 5 logs); teacher ranking: the EMA teacher's prediction "
-             "on the full image vs the real loss averaged over random masks (test images); time: training "
+             "as the run configures it (`mask.teacher_view`: full image or random partial views) vs the real "
+             "loss averaged over random masks (test images); time: training "
              "minutes at the run's median images/s (the per-run table also gives the measured wall time, which "
              "other work on the machine inflates); threads: the CPU threads each run had (images/s and times "
              "compare only between rows with the same threads).", "",
@@ -471,19 +520,25 @@ def format_report(results: dict[str, Any]) -> str:
     ranked = [row for row in results["variants"] if row["seeds_done"] and row["student_rank_spearman"]["mean"] is not None]
     if ranked:
         lines += ["", "How well the loss predictor ranks the real per-patch loss (test images; Spearman ρ, mean over "
-                  "images; top-25%: share of the truly hardest quarter also ranked in the top quarter, chance 0.25). "
-                  "Masked view: the student's scores of the masked patches of a random mask against their loss under "
-                  "that mask (where the predictor is trained). Full view: scores on the whole image against the real "
-                  "loss averaged over random masks (how the teacher chooses masks). Teacher, masked views: its scores "
-                  "from random partial views, z-normalised per view, averaged per patch (a diagnostic; training uses "
-                  "the full view). Retest: the real loss from other random masks against itself (the ceiling).", "",
-                  "| variant | student, masked view ρ | student, full view ρ | teacher, full view ρ | teacher top-25% | "
-                  "teacher, masked views ρ | teacher, masked views top-25% | retest ρ |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "images; top-25%: share of the truly hardest quarter of the patches also in the predictor's top "
+                  "quarter, chance 0.25). Teacher as used: its scores as the run computes them to choose masks "
+                  "(view `full`: the whole image; `masked`: random partial views scored at their hidden patches, "
+                  "ρ over the patches the views hid, top quarter taken among them, which are the patches a mask can "
+                  "take as hard). Teacher, full view: the whole-image pass whatever the run uses. Student, masked "
+                  "view: its scores of the masked patches of a random mask against their loss under that mask "
+                  "(where the predictor is trained). Teacher, masked views: scores from 10 random partial views, "
+                  "z-normalised per view, averaged per patch (a diagnostic). Retest: the real loss from other "
+                  "random masks against itself (the ceiling).", "",
+                  "| variant | teacher view | teacher as used ρ | as used top-25% | teacher, full view ρ | full view "
+                  "top-25% | student, masked view ρ | student, full view ρ | teacher, masked views ρ | masked views "
+                  "top-25% | retest ρ |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in ranked:
-            lines.append(f"| {row['variant']} | {_fmt(row['student_masked_spearman'], 3)} | "
-                         f"{_fmt(row['student_rank_spearman'], 3)} | {_fmt(row['teacher_rank_spearman'], 3)} | "
-                         f"{_fmt(row['teacher_rank_top25'], 3)} | {_fmt(row['teacher_masked_avg_spearman'], 3)} | "
+            views = sorted({r.get("teacher_view") or "–" for r in results["runs"] if r["variant"] == row["variant"]})
+            lines.append(f"| {row['variant']} | {','.join(views)} | {_fmt(row['teacher_rank_spearman'], 3)} | "
+                         f"{_fmt(row['teacher_rank_top25'], 3)} | {_fmt(row.get('teacher_full_rank_spearman'), 3)} | "
+                         f"{_fmt(row.get('teacher_full_rank_top25'), 3)} | {_fmt(row['student_masked_spearman'], 3)} | "
+                         f"{_fmt(row['student_rank_spearman'], 3)} | {_fmt(row['teacher_masked_avg_spearman'], 3)} | "
                          f"{_fmt(row['teacher_masked_avg_top25'], 3)} | {_fmt(row['real_retest_spearman'], 3)} |")
     lines += ["", "Per run:", "", f"| variant | seed | precision | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | "
               "teacher ranking ρ | img/s | time (min) | wall (min) | threads |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -508,13 +563,17 @@ def write_report(spec: StudySpec) -> Path:
     results = collect(spec)
     _write_json(out / "results.json", results)
     atomic_write_text(out / "results.md", format_report(results))
-    dirs = [run_dir(spec, r["variant"], r["seed"]) for r in results["runs"] if r["seed"] == min(
-        x["seed"] for x in results["runs"] if x["variant"] == r["variant"])]
+    present = [r for r in results["runs"] if not r.get("archived")]
+    dirs = [run_dir(spec, r["variant"], r["seed"]) for r in present if r["seed"] == min(
+        x["seed"] for x in present if x["variant"] == r["variant"])]
+    # with runs kept from an earlier report (no training curves here), curves.png of that report
+    # stays and the runs present get their own figure
+    curves = "curves_new_runs.png" if len(present) < len(results["runs"]) else "curves.png"
     if dirs:
         try:
             from hpm.viz.plot import plot_runs
 
-            plot_runs(dirs, out / "curves.png", names=[f"{d.parent.name} (seed {d.name[5:]})" for d in dirs])
+            plot_runs(dirs, out / curves, names=[f"{d.parent.name} (seed {d.name[5:]})" for d in dirs])
         except Exception as exc:  # noqa: BLE001 - a figure must not stop hours of training
             LOG.warning("curves.png not written: %s", exc)
     return out

@@ -1,7 +1,7 @@
 """One pre-training step, shared by the training loop and the benchmark.
 
-Stages in pipeline order: ``generate_mask`` (teacher scores on the full image, then the
-masking strategy), ``forward_backward`` (student forward, losses, backward) and
+Stages in pipeline order: ``generate_mask`` (teacher scores on the full image or on random
+partial views, ``mask.teacher_view``, then the masking strategy), ``forward_backward`` (student forward, losses, backward) and
 ``optimizer_step`` (clip, AdamW, EMA update of the teacher).
 """
 
@@ -18,9 +18,13 @@ from torch import Tensor, nn
 from hpm.config import Config
 from hpm.engine.ema import EmaUpdater, build_teacher
 from hpm.engine.precision import Resolved, autocast, prefer_fused_attention
-from hpm.engine.ranking import spearman, top_fraction_overlap
+from hpm.engine.ranking import chosen_overlap, masked_spearman, spearman, top_fraction_overlap
+from hpm.errors import ConfigError
 from hpm.losses import loss_prediction_loss, patch_targets, reconstruction_loss
-from hpm.masking import MaskIds, block_mask, hard_patch_mask, num_masked, random_mask
+from hpm.masking import (
+    MaskIds, block_mask, hard_patch_mask, num_hard_patches, num_masked, random_mask, score_teacher_views,
+    teacher_views,
+)
 from hpm.models.mae import MaskedAutoencoder
 
 
@@ -97,6 +101,24 @@ class PretrainStep:
                 "mask.strategy=hpm needs a loss predictor to score patches; "
                 "set loss.predictor=relative or absolute (or use mask.strategy=random)"
             )
+        mc = cfg.mask
+        self.teacher_view = mc.teacher_view
+        self.teacher_views = mc.teacher_views
+        self.teacher_num_mask = num_masked(self.num_patches, mc.teacher_ratio or mc.ratio)
+        if self.uses_teacher and self.teacher_view == "masked":
+            keep = self.num_patches - self.teacher_num_mask
+            if self.teacher_views * keep > self.num_patches:
+                raise ConfigError(
+                    f"mask.teacher_views={self.teacher_views} views of {keep} visible patches do not fit in "
+                    f"{self.num_patches} patches; lower mask.teacher_views or raise mask.teacher_ratio"
+                )
+            most_hard = num_hard_patches(self.num_mask, mc.max_alpha)
+            if self.teacher_views == 1 and most_hard > self.teacher_num_mask:
+                raise ConfigError(
+                    f"alpha up to {mc.max_alpha} asks for {most_hard} hard patches, but one teacher view "
+                    f"scores only the {self.teacher_num_mask} patches it hides; raise mask.teacher_ratio "
+                    "or set mask.teacher_views=2 (every patch scored)"
+                )
         model.set_fused_attention(prefer_fused_attention(device, precision))
         self.teacher: MaskedAutoencoder | None = None
         self.ema: EmaUpdater | None = None
@@ -118,11 +140,19 @@ class PretrainStep:
 
     # ----------------------------------------------------------------- stages
     @torch.no_grad()
-    def teacher_scores(self, images: Tensor) -> Tensor:
-        """Teacher's predicted loss for every patch of the full images. [N, C, H, W] -> [N, L]."""
+    def teacher_scores(self, images: Tensor, view_noise: Tensor | None = None) -> Tensor:
+        """Teacher's predicted loss per patch. [N, C, H, W] -> [N, L].
+
+        Full view (``view_noise`` None): every patch of the whole image. Masked view: the
+        partial views of :func:`~hpm.masking.teacher_views` drawn from ``view_noise`` [N, L],
+        z-normalised scores of the hidden patches; NaN for a patch no view hid.
+        """
         assert self.teacher is not None
         with self.timer("teacher"), self.autocast():
-            return self.teacher.score_patches(images).float()
+            if view_noise is None:
+                return self.teacher.score_patches(images).float()
+            views = teacher_views(view_noise, self.teacher_num_mask, self.teacher_views)
+            return score_teacher_views(self.teacher, images, views)
 
     @torch.no_grad()
     def generate_mask(self, images: Tensor, num_hard: int = 0) -> tuple[MaskIds, Tensor | None]:
@@ -133,10 +163,20 @@ class PretrainStep:
             num_hard: H, patches per image chosen by the teacher (HPM only).
 
         Returns:
-            (MaskIds with [N, L-K] / [N, K] indices, teacher scores [N, L] or None).
+            (MaskIds with [N, L-K] / [N, K] indices, teacher scores [N, L] or None; NaN marks
+            a patch the teacher did not score). The first ``num_hard`` columns of ``ids_mask``
+            are the patches chosen by score.
         """
         n_global, lo, hi = self._global_rows(images.shape[0])
-        scores = self.teacher_scores(images) if self.uses_teacher else None
+        scores = None
+        if self.uses_teacher:
+            view_noise = None
+            if self.teacher_view == "masked":  # drawn for the global batch, before the student's noise
+                with self.timer("masks"):
+                    view_noise = torch.rand(
+                        n_global, self.num_patches, generator=self.generator, device=self.device
+                    )[lo:hi]  # [N, L]
+            scores = self.teacher_scores(images, view_noise)
         with self.timer("masks"):
             strategy = self.cfg.mask.strategy
             if strategy == "block":
@@ -152,6 +192,8 @@ class PretrainStep:
                 if strategy == "hpm":
                     assert scores is not None
                     key = scores if self.cfg.mask.select == "hardest" else -scores
+                    # patches the teacher did not score (visible in its only view) are never chosen
+                    key = torch.nan_to_num(key, nan=float("-inf"))
                     masks = hard_patch_mask(key, noise, self.num_mask, num_hard)
                 else:
                     masks = random_mask(noise, self.num_mask)
@@ -162,6 +204,7 @@ class PretrainStep:
         images: Tensor,
         masks: MaskIds,
         teacher_scores: Tensor | None = None,
+        num_hard: int = 0,
         loss_scale: float = 1.0,
         want_metrics: bool = False,
         sync_grads: bool = True,
@@ -169,7 +212,12 @@ class PretrainStep:
         """Student forward, losses and backward for one micro-batch.
 
         Returns detached device tensors: ``loss``, ``loss_rec``, ``loss_pred`` and, when
-        ``want_metrics``, ``pred_spearman``, ``pred_top25`` and ``teacher_spearman``.
+        ``want_metrics``, ``pred_spearman`` and ``pred_top25`` (the student's scores of its masked
+        patches vs their loss), ``teacher_spearman`` (the teacher scores that chose the mask vs the
+        step's real loss, over the masked patches the teacher scored) and, when ``num_hard`` > 0,
+        ``teacher_top25`` (share of the ``num_hard`` score-chosen patches, the first columns of
+        ``masks.ids_mask``, that lie in the truly hardest quarter of the step's masked patches;
+        chance 0.25).
         """
         no_sync = (
             self.forward_model.no_sync
@@ -203,8 +251,13 @@ class PretrainStep:
                     result["pred_spearman"] = spearman(pred, real).mean()
                     result["pred_top25"] = top_fraction_overlap(pred, real, 0.25).mean()
                 if teacher_scores is not None:
-                    t = torch.gather(teacher_scores, 1, masks.ids_mask)
-                    result["teacher_spearman"] = spearman(t, real).mean()
+                    t = torch.gather(teacher_scores, 1, masks.ids_mask)  # [N, K], NaN: not scored
+                    if self.teacher_view == "full":
+                        result["teacher_spearman"] = spearman(t, real).mean()
+                    else:
+                        result["teacher_spearman"] = masked_spearman(t, real, torch.isfinite(t)).nanmean()
+                    if num_hard > 0:
+                        result["teacher_top25"] = chosen_overlap(real, num_hard).mean()
         return result
 
     def optimizer_step(self, ema_decay: float | None = None) -> None:

@@ -258,7 +258,7 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
                 images = images.to(device, non_blocking=True)
                 masks, scores = step_fn.generate_mask(images, num_hard)
                 out = step_fn.forward_backward(
-                    images, masks, scores,
+                    images, masks, scores, num_hard,
                     loss_scale=1.0 / tc.accum_steps,
                     want_metrics=log_now and micro == tc.accum_steps - 1,
                     sync_grads=micro == tc.accum_steps - 1,
@@ -275,7 +275,7 @@ def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistI
             if log_now:
                 check_finite(step)
                 n = sums.pop("_micro")
-                metric_keys = [k for k in ("pred_spearman", "pred_top25", "teacher_spearman") if k in out]
+                metric_keys = [k for k in ("pred_spearman", "pred_top25", "teacher_spearman", "teacher_top25") if k in out]
                 avg = {k: v / n for k, v in sums.items() if k not in metric_keys}
                 avg.update({k: out[k] for k in metric_keys})  # metrics of the last step
                 if cfg.loss.predictor == "none":

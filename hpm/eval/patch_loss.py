@@ -2,8 +2,9 @@
 
 The *real* loss of a patch is its norm-pix MSE when it is masked, averaged over ``M`` random
 masks (each patch is masked in about ``0.75 M`` of them). The *predicted* loss is the loss
-predictor's score on the full image (the teacher's view when it chooses masks). How well the
-prediction ranks the real loss is the measure of what HPM's teacher has learnt.
+predictor's score as the teacher computes it when it chooses masks (``mask.teacher_view``: the
+full image, or random partial views scored at their hidden patches). How well the prediction
+ranks the real loss is the measure of what HPM's teacher has learnt.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from torch import Tensor
 from hpm.config import Config
 from hpm.engine.checkpoint import load_state, load_weights, resolve_checkpoint
 from hpm.engine.ema import build_teacher
-from hpm.engine.ranking import spearman, top_fraction_overlap
+from hpm.engine.ranking import masked_spearman, spearman, top_fraction_overlap
 from hpm.errors import CheckpointError
 from hpm.eval.encoder import _checkpoint_config
 from hpm.losses import patch_targets
-from hpm.masking import num_masked, random_mask
+from hpm.masking import average_at_masked, num_masked, random_mask, score_teacher_views, teacher_views, znorm
 from hpm.models import build_model
 from hpm.models.mae import MaskedAutoencoder
 
@@ -74,20 +75,6 @@ def _masked_views(
         yield ids.ids_mask, model.forward_decoder_input(model.forward_encoder(imgs, ids.ids_keep), ids_restore)
 
 
-def _average_at_masked(passes: Iterator[tuple[Tensor, Tensor]], n: int, num_patches: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Per-patch mean of values [N, K] given at masked ids [N, K] over several masks.
-
-    Returns ``(mean, count)``: float32 [N, L] (NaN where no mask hid the patch), int64 [N, L].
-    """
-    total = torch.zeros(n, num_patches, device=device)
-    count = torch.zeros(n, num_patches, dtype=torch.long, device=device)
-    for ids_mask, values in passes:
-        total.scatter_add_(1, ids_mask, values.float())
-        count.scatter_add_(1, ids_mask, torch.ones_like(ids_mask))
-    mean = total / count.clamp(min=1)
-    return mean.masked_fill(count == 0, float("nan")), count
-
-
 def _random_mask_losses(
     model: MaskedAutoencoder,
     imgs: Tensor,
@@ -134,7 +121,7 @@ def real_patch_loss(
     if num_masks < 1:
         raise ValueError(f"num_masks must be >= 1, got {num_masks}")
     passes = _random_mask_losses(model, imgs, num_masks, mask_ratio, generator, norm_pix)
-    return _average_at_masked(((ids, loss) for ids, loss, _ in passes), imgs.shape[0], model.num_patches, imgs.device)
+    return average_at_masked(((ids, loss) for ids, loss, _ in passes), imgs.shape[0], model.num_patches, imgs.device)
 
 
 def _require_predictor(model: MaskedAutoencoder) -> None:
@@ -169,10 +156,9 @@ def masked_view_scores(
 
     def passes() -> Iterator[tuple[Tensor, Tensor]]:
         for ids_mask, x in _masked_views(model, imgs, num_masks, mask_ratio, generator):
-            scores = torch.gather(model.forward_loss_predictor(x).float(), 1, ids_mask)  # [N, K]
-            yield ids_mask, (scores - scores.mean(1, keepdim=True)) / scores.std(1, keepdim=True).clamp(min=1e-6)
+            yield ids_mask, znorm(torch.gather(model.forward_loss_predictor(x), 1, ids_mask))  # [N, K]
 
-    return _average_at_masked(passes(), imgs.shape[0], model.num_patches, imgs.device)[0]
+    return average_at_masked(passes(), imgs.shape[0], model.num_patches, imgs.device)[0]
 
 
 @torch.no_grad()
@@ -194,6 +180,29 @@ def masked_view_spearman(
     return total / num_masks
 
 
+@torch.no_grad()
+def teacher_patch_scores(
+    model: MaskedAutoencoder, cfg: Config, imgs: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """The scores a teacher computes to choose masks, as the run's ``mask.teacher_view`` says.
+
+    Full view: :func:`predicted_patch_loss`. Masked view: ``mask.teacher_views`` partial views of
+    ratio ``mask.teacher_ratio`` drawn from ``generator`` and scored as in training
+    (:func:`~hpm.masking.score_teacher_views`); a patch none of them hid is NaN (it can not be
+    chosen as hard).
+
+    Returns:
+        float32 [N, L].
+    """
+    _require_predictor(model)
+    mc = cfg.mask
+    if mc.teacher_view == "full":
+        return predicted_patch_loss(model, imgs)
+    noise = torch.rand(imgs.shape[0], model.num_patches, generator=generator).to(imgs.device)  # [N, L]
+    views = teacher_views(noise, num_masked(model.num_patches, mc.teacher_ratio or mc.ratio), mc.teacher_views)
+    return score_teacher_views(model, imgs, views)
+
+
 def _fill_nan(x: Tensor) -> Tensor:
     """Replace NaN entries by their row's mean of the finite ones."""
     finite = torch.isfinite(x)
@@ -209,7 +218,7 @@ def ranking_quality(
     batch_size: int = 256,
     seed: int = 0,
 ) -> dict[str, float]:
-    """How well the predicted loss on the full image ranks the real (mask-averaged) loss.
+    """How well the predicted loss ranks the real (mask-averaged) loss.
 
     Args:
         models: Student (its reconstructor gives the real loss) and, for HPM, the teacher.
@@ -220,8 +229,13 @@ def ranking_quality(
 
     Returns:
         Mean over images of the Spearman correlation and of the top-25% overlap (chance 0.25)
-        between the full-image prediction and the real loss, for the student's predictor
-        (``student_*``) and the teacher's (``teacher_*``) where they exist, and
+        between the prediction and the real loss: ``teacher_spearman`` / ``teacher_top25``
+        measure the teacher as the run configures it (``teacher_view``: the full image, or
+        partial views drawn from a third generator, seed + 2, as in training; then Spearman over
+        the patches the views hid, and the top 25% taken among them, which are the patches a
+        mask can take as hard, against the truly hardest quarter of all patches);
+        ``teacher_full_*`` is always the full-image pass (the same figures as ``teacher_*`` for a
+        full-view run), ``student_*`` the student's full-image pass, and
         ``student_masked_spearman`` (:func:`masked_view_spearman`: the partial view the
         predictor is trained on); empty for an MAE run. Two diagnostics of the full-view ranking,
         from masks drawn by a second generator (so the figures above do not change with them):
@@ -235,6 +249,7 @@ def ranking_quality(
         return {}
     generator = torch.Generator().manual_seed(seed)
     extra = torch.Generator().manual_seed(seed + 1)
+    as_used = torch.Generator().manual_seed(seed + 2)  # the teacher's partial views (masked-view runs)
     ratio, norm_pix = models.cfg.mask.ratio, models.cfg.model.norm_pix_loss
     scorers = [(name, model) for name, model in (("student", student), ("teacher", teacher)) if model is not None]
     sums: dict[str, float] = {}
@@ -249,8 +264,16 @@ def ranking_quality(
         retest = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, extra, norm_pix)[0])
         add("real_retest_spearman", spearman(retest, real))
         for name, model in scorers:
-            for view, pred in (("", predicted_patch_loss(model, batch)),
-                               ("_masked_avg", _fill_nan(masked_view_scores(model, batch, num_masks, ratio, extra)))):
-                add(f"{name}{view}_spearman", spearman(pred, real))
-                add(f"{name}{view}_top25", top_fraction_overlap(pred, real))
-    return {key: value / imgs.shape[0] for key, value in sums.items()}
+            views = [("_full" if name == "teacher" else "", predicted_patch_loss(model, batch)),
+                     ("_masked_avg", _fill_nan(masked_view_scores(model, batch, num_masks, ratio, extra)))]
+            if name == "teacher":
+                views.append(("", teacher_patch_scores(model, models.cfg, batch, as_used)))
+            for view, pred in views:
+                scored = torch.isfinite(pred)
+                add(f"{name}{view}_spearman", masked_spearman(pred, real, scored))
+                add(f"{name}{view}_top25", top_fraction_overlap(torch.nan_to_num(pred, nan=float("-inf")), real))
+    out = {key: value / imgs.shape[0] for key, value in sums.items()}
+    if teacher is not None:
+        mc = models.cfg.mask
+        out.update(teacher_view=mc.teacher_view, teacher_views=mc.teacher_views if mc.teacher_view == "masked" else 0)
+    return out

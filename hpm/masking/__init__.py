@@ -5,8 +5,9 @@ from hpm.masking.hard import hard_patch_mask
 from hpm.masking.ids import MaskIds, num_masked, split_by_order
 from hpm.masking.random import random_mask
 from hpm.masking.schedule import alpha_at, num_hard_patches
+from hpm.masking.teacher_view import average_at_masked, score_teacher_views, teacher_views, znorm
 
 __all__ = [
     "MaskIds", "alpha_at", "block_mask", "hard_patch_mask", "num_hard_patches", "num_masked",
-    "random_mask", "split_by_order",
+    "random_mask", "split_by_order", "average_at_masked", "score_teacher_views", "teacher_views", "znorm",
 ]

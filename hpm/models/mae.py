@@ -191,18 +191,46 @@ class MaskedAutoencoder(nn.Module):
             ids_keep: [N, L - K] visible patch indices.
             ids_mask: [N, K] masked patch indices.
         """
-        ids_restore = torch.argsort(torch.cat([ids_keep, ids_mask], dim=1), dim=1)  # [N, L]
-        latent = self.forward_encoder(imgs, ids_keep)
-        x = self.forward_decoder_input(latent, ids_restore)
+        x = self.forward_masked_input(imgs, ids_keep, ids_mask)
         pred = self.forward_decoder(x, ids_mask)
         scores = self.forward_loss_predictor(x) if self.has_predictor else None
         return MaeOutput(pred, scores)
+
+    def forward_masked_input(self, imgs: Tensor, ids_keep: Tensor, ids_mask: Tensor) -> Tensor:
+        """Encode the visible patches of a masked view and build the decoder input.
+
+        Args:
+            imgs: [N, C, H, W].
+            ids_keep: [N, L - K] visible patch indices.
+            ids_mask: [N, K] masked patch indices.
+
+        Returns:
+            [N, 1 + L, Dd] decoder input (mask tokens at the masked positions).
+        """
+        ids_restore = torch.argsort(torch.cat([ids_keep, ids_mask], dim=1), dim=1)  # [N, L]
+        return self.forward_decoder_input(self.forward_encoder(imgs, ids_keep), ids_restore)
 
     @torch.no_grad()
     def score_patches(self, imgs: Tensor) -> Tensor:
         """Teacher pass on the full image: encoder + loss predictor only. [N, C, H, W] -> [N, L]."""
         x = self.forward_decoder_input(self.forward_encoder(imgs))
         return self.forward_loss_predictor(x)
+
+    @torch.no_grad()
+    def score_masked_view(self, imgs: Tensor, ids_keep: Tensor, ids_mask: Tensor) -> Tensor:
+        """Teacher pass on a partial view: encoder on the visible patches + loss predictor,
+        scores read at the masked positions (where the predictor is trained).
+
+        Args:
+            imgs: [N, C, H, W].
+            ids_keep: [N, L - K] patches the view shows.
+            ids_mask: [N, K] patches the view hides.
+
+        Returns:
+            [N, K] scores of the hidden patches, in the order of ``ids_mask``.
+        """
+        scores = self.forward_loss_predictor(self.forward_masked_input(imgs, ids_keep, ids_mask))  # [N, L]
+        return torch.gather(scores, 1, ids_mask)
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names excluded from weight decay besides biases and norms."""
