@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hpm.engine.logger import read_metrics
 from tests.conftest import needs_fmnist, tiny_overrides
@@ -27,9 +28,11 @@ def _args(overrides: dict) -> list[str]:
 
 
 @needs_fmnist
-def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("teacher_view", ["full", "masked"])
+def test_two_gloo_processes_match_one_process(tmp_path: Path, teacher_view: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = {"data": {"subset": 256, "num_workers": 0}, "train": {"epochs": 2}}
+    common = {"data": {"subset": 256, "num_workers": 0}, "train": {"epochs": 2},
+              "mask": {"strategy": "hpm", "teacher_view": teacher_view}}
     single = tiny_overrides(tmp_path / "single", **common)
     single["train"]["batch_size"] = 32
     subprocess.run([sys.executable, "-m", "hpm.cli", *_args(single)], env=env, check=True,
@@ -46,7 +49,7 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     a = read_metrics(Path(single["output_dir"]) / "metrics.jsonl")
     b = read_metrics(Path(ddp["output_dir"]) / "metrics.jsonl")
     assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == 16
-    for key in ("loss", "loss_rec", "loss_pred", "lr"):
+    for key in ("loss", "loss_rec", "loss_pred", "lr", "teacher_spearman", "teacher_top25"):
         np.testing.assert_allclose([r[key] for r in b], [r[key] for r in a], rtol=RTOL, err_msg=key)
     # only rank 0 writes: one metrics file, one checkpoint folder per save
     assert len(list((Path(ddp["output_dir"]) / "checkpoints").iterdir())) == 2

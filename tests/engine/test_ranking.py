@@ -44,3 +44,30 @@ def test_top_fraction_overlap() -> None:
     torch.testing.assert_close(top_fraction_overlap(pred2, real, 0.5), torch.tensor([0.5]))
     # fewer than 1/fraction patches still uses one
     torch.testing.assert_close(top_fraction_overlap(torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 5.0]])), torch.tensor([1.0]))
+
+
+def test_masked_spearman_matches_scipy_on_the_valid_entries() -> None:
+    from hpm.engine.ranking import masked_spearman
+
+    pred, real = _rand(6, 30, seed=3), _rand(6, 30, seed=4) + 0.3 * _rand(6, 30, seed=3)
+    valid = _rand(6, 30, seed=5) > -0.5
+    valid[5] = False
+    valid[5, 0] = True  # one valid entry: no correlation
+    pred = pred.masked_fill(~valid, float("nan"))  # invalid entries may hold anything
+    got = masked_spearman(pred, real, valid)
+    for i in range(5):
+        v = valid[i]
+        expected = spearmanr(pred[i, v].numpy(), real[i, v].numpy()).statistic
+        assert float(got[i]) == pytest.approx(expected, abs=1e-5)
+    assert torch.isnan(got[5])
+    full = torch.ones(6, 30, dtype=torch.bool)
+    torch.testing.assert_close(masked_spearman(real, pred.nan_to_num(0.0), full), spearman(real, pred.nan_to_num(0.0)))
+
+
+def test_chosen_overlap_counts_the_first_columns() -> None:
+    from hpm.engine.ranking import chosen_overlap
+
+    real = torch.tensor([[8.0, 1.0, 7.0, 2.0, 3.0, 4.0, 5.0, 6.0]])  # hardest quarter: columns 0 and 2
+    assert float(chosen_overlap(real, 2)) == 0.5  # columns 0, 1: one of them in the top quarter
+    assert float(chosen_overlap(real, 3)) == pytest.approx(2 / 3)
+    assert float(chosen_overlap(-real, 1)) == 0.0

@@ -8,7 +8,7 @@ import torch
 from hpm.config import build_config
 from hpm.engine.optim import build_optimizer
 from hpm.engine.step import PretrainStep
-from hpm.masking import MaskIds
+from hpm.masking import MaskIds, random_mask
 from hpm.models import build_model
 
 CPU = torch.device("cpu")
@@ -182,3 +182,77 @@ def test_bf16_step_on_cpu() -> None:
         assert value.dtype == torch.float32 and torch.isfinite(value), key
     assert model.blocks[0].attn.qkv.weight.grad.dtype == torch.float32
     step.optimizer_step(ema_decay=0.99)
+
+
+# ------------------------------------------------------------ masked-view teacher (issue #12)
+def _masked_step(batch: int = 4, views: int = 1, rank: int = 0, world_size: int = 1, **mask) -> PretrainStep:
+    return _step("hpm", batch=batch, rank=rank, world_size=world_size,
+                 mask={"teacher_view": "masked", "teacher_views": views, **mask})
+
+
+@pytest.mark.parametrize("views", [1, 2])
+def test_masked_view_masks_have_exact_counts_and_mask_every_chosen_hard_patch(views: int) -> None:
+    step = _masked_step(views=views)
+    imgs = _images(4, seed=7)
+    num_hard = 24
+    masks, scores = step.generate_mask(imgs, num_hard=num_hard)
+    _assert_masks(masks, 4)
+    scored = torch.isfinite(scores)
+    # one view scores the 48 patches it hides; two disjoint views score every patch
+    assert scored.sum(1).tolist() == [48 if views == 1 else L] * 4
+    chosen = masks.ids_mask[:, :num_hard]  # the score-chosen patches come first
+    assert bool(scored.gather(1, chosen).all()), "only scored patches are chosen as hard"
+    expected = scores.nan_to_num(float("-inf")).topk(num_hard, dim=1).indices
+    assert torch.equal(chosen.sort(1).values, expected.sort(1).values), "the teacher's highest-scored patches"
+    assert bool(masks.as_bool(L).gather(1, expected).all()), "every chosen hard patch is masked"
+    out = step.forward_backward(imgs, masks, scores, num_hard, want_metrics=True)
+    assert {"teacher_spearman", "teacher_top25"} <= set(out)
+    assert -1.0 <= float(out["teacher_spearman"]) <= 1.0 and 0.0 <= float(out["teacher_top25"]) <= 1.0
+
+
+def test_masked_view_easiest_takes_the_lowest_scored_of_the_scored_patches() -> None:
+    step = _masked_step(select="easiest")
+    masks, scores = step.generate_mask(_images(4, seed=8), num_hard=12)
+    expected = (-scores).nan_to_num(float("-inf")).topk(12, dim=1).indices  # lowest scores, never NaN ones
+    assert torch.equal(masks.ids_mask[:, :12].sort(1).values, expected.sort(1).values)
+
+
+def test_teacher_view_is_independent_of_the_student_mask() -> None:
+    """The teacher's view and the student's random part come from separate draws of the mask
+    generator: with no hard patches the student's mask is the random mask of the second draw."""
+    step = _masked_step(batch=16)
+    imgs = _images(16, seed=9)
+    masks, scores = step.generate_mask(imgs, num_hard=0)
+    g = torch.Generator().manual_seed(step.cfg.train.seed)
+    view_noise = torch.rand(16, L, generator=g)
+    student = random_mask(torch.rand(16, L, generator=g), K)
+    assert torch.equal(masks.ids_mask, student.ids_mask) and torch.equal(masks.ids_keep, student.ids_keep)
+    teacher_hidden = random_mask(view_noise, K).as_bool(L)
+    assert torch.equal(torch.isfinite(scores), teacher_hidden)
+    # the two views differ, and the student's random part also takes patches the teacher saw
+    assert not torch.equal(teacher_hidden, masks.as_bool(L))
+    state = step.generator.get_state()
+    masks, _ = step.generate_mask(imgs, num_hard=12)
+    g.set_state(state)
+    teacher_saw = ~random_mask(torch.rand(16, L, generator=g), K).as_bool(L)
+    random_part = torch.zeros(16, L, dtype=torch.bool).scatter_(1, masks.ids_mask[:, 12:], True)
+    assert bool((random_part & teacher_saw).any()), "random masked patches are not confined to the teacher's view"
+
+
+def test_masked_view_masks_independent_of_world_size() -> None:
+    single = _masked_step(batch=8)
+    ranks = [_masked_step(batch=4, rank=r, world_size=2) for r in (0, 1)]
+    for batch_seed in (12, 13):
+        imgs = _images(8, seed=batch_seed)
+        whole, _ = single.generate_mask(imgs, num_hard=12)
+        parts = [s.generate_mask(imgs[4 * r:4 * (r + 1)], num_hard=12)[0] for r, s in enumerate(ranks)]
+        assert torch.equal(torch.cat([p.ids_mask for p in parts]).sort(1).values, whole.ids_mask.sort(1).values)
+
+
+def test_masked_view_settings_that_cannot_work_are_refused() -> None:
+    from hpm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="teacher_views=2"):  # alpha 1 needs 48 scored patches of one view of 0.5
+        _masked_step(teacher_ratio=0.5, schedule="fixed", alpha=1.0)
+    with pytest.raises(ConfigError, match="do not fit"):
+        _masked_step(views=5)

@@ -159,3 +159,49 @@ def test_masked_view_spearman_scores_the_masked_patches_of_each_mask() -> None:
         real = (out.pred - target).pow(2).mean(-1)
         want += spearman(out.scores.gather(1, ids.ids_mask), real) / 2
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("views", [1, 2])
+def test_masked_view_teacher_diagnostic_equals_a_plain_loop(tmp_path: Path, views: int) -> None:
+    """ranking_quality's teacher_* for a masked-view run: the teacher's partial views (third
+    generator, seed + 2), Spearman over the patches they hid, top quarter taken among them."""
+    from scipy.stats import spearmanr
+
+    from hpm.config import build_config
+
+    cfg = build_config(overrides={"model": {**tiny_config().model.model_dump()},
+                                  "mask": {"teacher_view": "masked", "teacher_views": views}})
+    models = load_pretrained(save_random_run(tmp_path / "run", cfg, seed=1))
+    imgs = torch.randn(3, 1, 32, 32)
+    out = ranking_quality(models, imgs, num_masks=6, seed=4)
+    assert out["teacher_view"] == "masked" and out["teacher_views"] == views
+
+    real = real_patch_loss(models.student, imgs, 6, generator=torch.Generator().manual_seed(4))[0]  # first draws
+    real = torch.where(torch.isnan(real), torch.nanmean(real, dim=1, keepdim=True), real)
+    g = torch.Generator().manual_seed(4 + 2)
+    order = torch.rand(3, 64, generator=g).argsort(dim=1, descending=True)
+    teacher = models.teacher
+    rho, top = [], []
+    for i in range(3):
+        sums, hits = torch.zeros(64), torch.zeros(64)
+        for v in range(views):
+            perm = torch.roll(order[i], v * 16)
+            hide, keep = perm[:48], perm[48:]
+            restore = torch.argsort(torch.cat([keep, hide]))[None]
+            x = teacher.forward_decoder_input(teacher.forward_encoder(imgs[i : i + 1], keep[None]), restore)
+            s = teacher.forward_loss_predictor(x)[0, hide]
+            sums[hide] += (s - s.mean()) / s.std()
+            hits[hide] += 1
+        scored = hits > 0
+        score = sums / hits.clamp(min=1)
+        rho.append(spearmanr(score[scored].numpy(), real[i, scored].numpy()).statistic)
+        chosen = set(torch.where(scored, score, torch.tensor(float("-inf"))).topk(16).indices.tolist())
+        hardest = set(real[i].topk(16).indices.tolist())
+        top.append(len(chosen & hardest) / 16)
+    assert out["teacher_spearman"] == pytest.approx(sum(rho) / 3, abs=1e-4)
+    assert out["teacher_top25"] == pytest.approx(sum(top) / 3, abs=1e-6)
+    # the full-image pass is reported beside it
+    full = predicted_patch_loss(teacher, imgs)
+    from hpm.engine.ranking import spearman
+
+    assert out["teacher_full_spearman"] == pytest.approx(float(spearman(full, real).mean()), abs=1e-5)
