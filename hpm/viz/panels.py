@@ -1,8 +1,9 @@
 """Figure-2-style panels of a pre-trained model (``hpm visualize``).
 
 One row per image: the input; the real per-patch reconstruction loss averaged over ``M`` random
-masks; the loss predictor's score on the full image (the EMA teacher's for HPM runs, the
-student's where the run has a predictor but no teacher); the HPM mask at a chosen α (the
+masks; the loss predictor's score as the run's teacher computes it (``mask.teacher_view``: the
+full image, or random partial views, where the patches no view hid have no score and are drawn
+grey; the student's full-image score where the run has a predictor but no teacher); the HPM mask at a chosen α (the
 ``H = int(K·α)`` patches the predictor ranks hardest, or easiest for ``mask.select=easiest``,
 plus ``K - H`` random ones); and the reconstruction under that mask with the visible patches
 pasted back, de-normalised. Each map type shares one colour scale over all rows.
@@ -35,7 +36,13 @@ from hpm.data import (
 )
 from hpm.errors import DataError
 from hpm.eval.data import normalisation
-from hpm.eval.patch_loss import PretrainedModels, load_pretrained, predicted_patch_loss, real_patch_loss
+from hpm.eval.patch_loss import (
+    PretrainedModels,
+    load_pretrained,
+    predicted_patch_loss,
+    real_patch_loss,
+    teacher_patch_scores,
+)
 from hpm.masking import MaskIds, alpha_at, hard_patch_mask, num_hard_patches, num_masked, random_mask
 from hpm.models.mae import MaskedAutoencoder
 
@@ -57,8 +64,11 @@ class PatchMaps:
         real_loss: [N, L] norm-pix MSE of each patch averaged over the masks that hid it
             (NaN for a patch none of them hid).
         mask_count: [N, L] how many of the ``num_masks`` masks hid each patch.
-        predicted: [N, L] the loss predictor's score on the full image, or None (MAE run).
+        predicted: [N, L] the loss predictor's score as the teacher computes it (NaN for a patch
+            its partial views left visible), or None (MAE run).
         predictor: ``"teacher"``, ``"student"`` or None: whose scores ``predicted`` holds.
+        teacher_view: ``"full"`` or ``"masked"``: the view ``predicted`` comes from.
+        teacher_views: partial views per image (masked view), else 0.
         masked: [N, L] bool, the mask of the reconstruction (HPM's; random for an MAE run).
         hard: [N, L] bool, the masked patches chosen by score, or None (MAE run).
         chosen: ``"hardest"`` or ``"easiest"`` (``mask.select``): which patches ``hard`` holds.
@@ -84,6 +94,8 @@ class PatchMaps:
     mask_ratio: float
     grid: tuple[int, int]
     labels: list[str]
+    teacher_view: str = "full"
+    teacher_views: int = 0
 
 
 @dataclass
@@ -145,8 +157,8 @@ def compute_maps(
         std: Per-channel standard deviation of it.
         num_masks: M, random masks averaged for the real loss.
         alpha: α of the HPM mask (default: the run's last α, see :func:`final_alpha`).
-        seed: Seeds the M masks (generator ``seed``) and the random part of the HPM mask
-            (generator ``seed + 1``).
+        seed: Seeds the M masks (generator ``seed``), the random part of the HPM mask
+            (generator ``seed + 1``) and a masked-view teacher's partial views (``seed + 2``).
         labels: Row labels (default ``#0``, ``#1``, ...).
     """
     cfg, student = models.cfg, models.student
@@ -156,7 +168,11 @@ def compute_maps(
     )
     scorer = models.teacher if models.teacher is not None else (student if student.has_predictor else None)
     predictor = None if scorer is None else ("teacher" if scorer is models.teacher else "student")
-    predicted = predicted_patch_loss(scorer, imgs) if scorer is not None else None  # [N, L]
+    masked_teacher = predictor == "teacher" and cfg.mask.teacher_view == "masked"
+    if predictor == "teacher":  # as the run's teacher scores patches to choose masks
+        predicted = teacher_patch_scores(scorer, cfg, imgs, torch.Generator().manual_seed(seed + 2))  # [N, L]
+    else:
+        predicted = predicted_patch_loss(scorer, imgs) if scorer is not None else None  # [N, L]
     k = num_masked(num_patches, cfg.mask.ratio)
     noise = torch.rand(n, num_patches, generator=torch.Generator().manual_seed(seed + 1))  # [N, L]
     hard = None
@@ -168,7 +184,10 @@ def compute_maps(
         if not 0.0 <= alpha <= 1.0:
             raise DataError(f"alpha must be in [0, 1], got {alpha}")
         scores = -predicted if cfg.mask.select == "easiest" else predicted
+        scores = torch.nan_to_num(scores, nan=float("-inf"))  # unscored patches are never chosen
         num_hard = num_hard_patches(k, alpha)
+        if num_hard > int(torch.isfinite(scores).sum(1).min()):
+            raise DataError(f"alpha {alpha} asks for {num_hard} hard patches, more than the teacher's view scores")
         ids = hard_patch_mask(scores, noise, k, num_hard)
         hard = torch.zeros(n, num_patches, dtype=torch.bool)
         if num_hard:
@@ -189,6 +208,8 @@ def compute_maps(
         mask_ratio=cfg.mask.ratio,
         grid=student.grid_size,
         labels=list(labels) if labels is not None else [f"#{i}" for i in range(n)],
+        teacher_view="masked" if masked_teacher else "full",
+        teacher_views=cfg.mask.teacher_views if masked_teacher else 0,
     )
 
 
@@ -231,7 +252,11 @@ def column_titles(maps: PatchMaps) -> dict[str, str]:
         recon = f"reconstruction, random {ratio} mask\n(visible patches pasted back)"
     else:
         source = "EMA teacher" if maps.predictor == "teacher" else "student predictor, no teacher"
-        predicted = f"predicted loss\n({source}, full image)"
+        if maps.teacher_view == "masked":
+            views = "1 random view" if maps.teacher_views == 1 else f"{maps.teacher_views} random views"
+            predicted = f"predicted loss ({source},\nmasked view: {views}; grey = it saw)"
+        else:
+            predicted = f"predicted loss\n({source}, full image)"
         h = int(maps.hard[0].sum()) if maps.hard is not None else 0
         mask = f"HPM mask, α={maps.alpha:.2f}: {h} {maps.chosen}\n(red) + {k - h} random (grey)"
         recon = "reconstruction, HPM mask\n(visible patches pasted back)"
@@ -260,7 +285,8 @@ def draw_panels(maps: PatchMaps, title: str | None = None) -> Figure:
     real_norm = Normalize(float(finite.min()), float(finite.max())) if finite.numel() else Normalize(0, 1)
     pred_norm = None
     if maps.predicted is not None:
-        pred_norm = Normalize(float(maps.predicted.min()), float(maps.predicted.max()))
+        scored = maps.predicted[torch.isfinite(maps.predicted)]
+        pred_norm = Normalize(float(scored.min()), float(scored.max())) if scored.numel() else Normalize(0, 1)
     extent = (0, maps.pixels.shape[-1], maps.pixels.shape[-2], 0)
     real_im = pred_im = None
     for r in range(rows):

@@ -214,3 +214,23 @@ def test_a_finished_run_holds_both_pictures(finished_run: Path) -> None:
     with Image.open(finished_run / "figures" / "patches.png") as image:
         assert image.size == tuple(round(v * DPI) for v in figure_size(8))
     assert "figures (" in (finished_run / "train.log").read_text()
+
+
+def test_masked_view_teacher_is_shown_as_configured(tmp_path: Path) -> None:
+    """A masked-view run: the predicted map is the teacher's partial-view score (grey where its
+    view showed the patch), the hard patches are chosen among the scored ones, the title says so."""
+    from hpm.eval.patch_loss import teacher_patch_scores
+
+    cfg = build_config(overrides={"model": tiny_config().model.model_dump(), "mask": {"teacher_view": "masked"}})
+    models = load_pretrained(save_random_run(tmp_path / "masked", cfg))
+    imgs = _imgs(3)
+    maps = compute_maps(models, imgs, MEAN, STD, num_masks=2, alpha=0.5, seed=3)
+    expected = teacher_patch_scores(models.teacher, models.cfg, imgs, torch.Generator().manual_seed(3 + 2))
+    torch.testing.assert_close(maps.predicted, expected, equal_nan=True)
+    scored = torch.isfinite(maps.predicted)
+    assert (scored.sum(1) == 48).all()  # one view of ratio 0.75 scores the 48 patches it hides
+    assert (maps.hard.sum(1) == 24).all() and scored[maps.hard].all() and maps.masked[maps.hard].all()
+    title = column_titles(maps)["predicted_loss"]
+    assert "masked view" in title and "full image" not in title
+    fig = draw_panels(maps)  # NaN patches draw as the colour map's "bad" grey
+    assert len(_panel_axes(fig)) == 3 * len(COLUMNS)
