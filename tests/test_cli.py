@@ -45,17 +45,20 @@ def test_console_script_help() -> None:
 def test_bench_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
     code = main([
         "bench", "--preset", "small", "--batch-size", "4", "--steps", "1", "--warmup", "1",
-        "--precision", "fp32", "--json", "model.depth=1", "model.decoder_depth=1",
+        "--precision", "fp32", "--json", "model.depth=1", "model.decoder_depth=2",
     ])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
-    assert {"device", "peak_gflops", "mae", "hpm", "hpm_over_mae"} <= set(result)
+    assert {"device", "peak_gflops", "mae", "hpm", "hpm_masked", "hpm_efficient", "hpm_over_mae",
+            "hpm_masked_over_mae", "hpm_efficient_over_mae"} <= set(result)
     assert result["peak_gflops"]["fp32"] > 0
-    for variant in ("mae", "hpm"):
+    for variant in ("mae", "hpm", "hpm_masked", "hpm_efficient"):
         r = result[variant]["fp32"]
         assert {"step_s", "img_per_s", "gflop_per_step", "mfu", "phases_s"} <= set(r)
         assert r["step_s"] > 0 and r["gflop_per_step"] > 0 and 0 < r["mfu"]
-    assert result["hpm"]["fp32"]["gflop_per_step"] > result["mae"]["fp32"]["gflop_per_step"]
+    gflop = {v: result[v]["fp32"]["gflop_per_step"] for v in ("mae", "hpm", "hpm_masked", "hpm_efficient")}
+    # the masked-view teacher encodes a quarter of the tokens; the efficient mode also has a shallower predictor
+    assert gflop["hpm"] > gflop["hpm_masked"] > gflop["mae"] and gflop["hpm_masked"] > gflop["hpm_efficient"]
     assert {"teacher", "masks", "forward", "backward", "optimizer", "ema"} <= set(result["hpm"]["fp32"]["phases_s"])
 
 

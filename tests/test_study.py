@@ -161,7 +161,8 @@ def test_shipped_study_file_resolves() -> None:
     spec = load_study("configs/study/fmnist_reference.yaml")
     names = [v.name for v in spec.variants]
     for needed in ("mae", "hpm_relative", "random_predictor", "hpm_absolute", "hardest", "hard_to_easy",
-                   "mae_same_time", "mae_fp32", "hpm_relative_fp32"):
+                   "mae_same_time", "mae_fp32", "hpm_relative_fp32", "hpm_masked", "hpm_efficient",
+                   "hardest_masked", "easiest_masked"):
         assert needed in names
     core = [j for j in plan(spec)][:6]
     assert sorted((j.variant.name, j.seed) for j in core) == sorted(
@@ -172,3 +173,36 @@ def test_shipped_study_file_resolves() -> None:
     cfg = variant_config(spec, spec.variants[1], 0)
     assert (cfg.train.epochs, cfg.train.warmup_epochs, cfg.data.subset, cfg.data.fit) == (20, 2, 10000, "pad")
     assert (cfg.mask.strategy, cfg.loss.predictor) == ("hpm", "relative")
+
+
+def test_runs_of_an_earlier_report_whose_directories_are_gone_are_kept_not_retrained(tmp_path: Path) -> None:
+    """A fresh machine has the report but not runs_dir: the study keeps those runs (and floors)
+    in its report, marked archived, and trains nothing for them."""
+    path = _write_study(tmp_path, [{"name": "mae", "config": "configs/ablations/mae.yaml", "seeds": [0, 1]}])
+    spec = load_study(path)
+    run = {"variant": "mae", "seed": 0, "epochs": 2, "precision": "fp32", "knn_top1": 70.0, "linear_top1": 75.0,
+           "finetune_top1": None, "pred_spearman": None, "teacher_spearman_train": None,
+           "teacher_rank_spearman": None, "teacher_rank_top25": None, "student_rank_spearman": None,
+           "student_masked_spearman": None, "real_retest_spearman": None, "teacher_masked_avg_spearman": None,
+           "teacher_masked_avg_top25": None, "final_loss_rec": 0.5, "img_per_s": 100.0, "threads": 2,
+           "train_time_s": 60.0, "est_time_s": 60.0}
+    floors = {"random_init": {"knn_top1": 60.0, "linear_top1": 65.0}, "raw_pixels": {"knn_top1": 80.0, "linear_top1": 81.0}}
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "results.json").write_text(json.dumps({"study": "tiny", "runs": [run], "floors": floors}))
+
+    results = collect(spec)
+    kept = results["runs"]
+    assert len(kept) == 1 and kept[0]["archived"] is True and kept[0]["knn_top1"] == 70.0
+    assert kept[0]["teacher_top25_train"] is None  # keys added since are filled
+    assert results["floors"] == floors
+    mae = results["variants"][0]
+    assert mae["seeds_done"] == 1 and mae["knn_top1"]["mean"] == 70.0
+    run_study(spec, only=["mae"], max_jobs=0)  # nothing to train or evaluate: floors are kept, seed 1 not started
+    assert not (tmp_path / "runs" / "floors").exists() and not (tmp_path / "runs" / "mae").exists()
+    again = json.loads((report / "results.json").read_text())
+    assert again["runs"][0]["knn_top1"] == 70.0 and again["floors"] == floors
+    assert not (report / "curves.png").exists()  # no curves of runs that are not here
+    # another study's report is not taken for this one's
+    (report / "results.json").write_text(json.dumps({"study": "other", "runs": [run], "floors": floors}))
+    assert collect(spec)["runs"] == []
