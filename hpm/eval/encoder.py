@@ -25,7 +25,7 @@ from hpm.engine.checkpoint import describe_mismatch, load_state, read_weights, r
 from hpm.engine.logger import LOG
 from hpm.engine.precision import Resolved, autocast, prefer_fused_attention
 from hpm.errors import CheckpointError, ConfigError, DataError
-from hpm.export import is_encoder_key
+from hpm.models.timm_encoder import is_encoder_key
 from hpm.models.mae import MaskedAutoencoder, build_model
 
 Pool = Literal["cls", "avg"]
@@ -304,7 +304,7 @@ def extract_features(
 
     The encoder is copied for the pass (the model itself is not touched): in bf16 the copy's
     weights and activations are bf16 (see :class:`FrozenEncoder`), fp16 runs under autocast
-    (fp16 residuals may overflow), fp32 as is. Unreadable images (``None`` items) are skipped.
+    (fp16 residuals may overflow), fp32 as is. Unreadable images (``Unreadable`` items) are skipped.
 
     Args:
         encoder: A :class:`MaskedAutoencoder` (possibly wrapped by DDP or ``torch.compile``).

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from timm.data import Mixup, create_transform
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -40,8 +39,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
-from hpm.config import Precision, parse_overrides
-from hpm.data import collate_skip_none
+from hpm.config import Precision, load_yaml_file, parse_overrides
+from hpm.data import Unreadable, collate_skip_none
 from hpm.data.transforms import PadTo
 from hpm.engine import distributed as D
 from hpm.engine.logger import LOG
@@ -49,7 +48,7 @@ from hpm.engine.optim import build_lr_schedule
 from hpm.engine.precision import Resolved, autocast
 from hpm.errors import ConfigError, NonFiniteLossError
 from hpm.eval.data import EvalData
-from hpm.export import build_timm_encoder
+from hpm.models.timm_encoder import build_timm_encoder
 from hpm.models.mae import MaskedAutoencoder
 
 
@@ -145,7 +144,7 @@ def build_finetune_config(
         path = Path(file)
         if not path.is_file():
             raise ConfigError(f"fine-tuning config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = load_yaml_file(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"fine-tuning config file {path} must hold a mapping of keys")
         raw.update(loaded.get("finetune", loaded))
@@ -176,10 +175,11 @@ class _PilDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int] | None:
+    def __getitem__(self, index: int) -> tuple[Tensor, int] | Unreadable:
+        """Return ``(image, label)`` (transformed float ``[C, H, W]``, int), or ``Unreadable(path)``."""
         item = self.base[index]
-        if item is None:
-            return None
+        if isinstance(item, Unreadable):
+            return item
         image, label = item  # uint8 [C, H, W]
         if self.pad is not None:
             image = self.pad(image)
