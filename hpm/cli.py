@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hpm.errors import HpmError
+from hpm.errors import HpmError, Preempted
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -57,10 +57,10 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from hpm.config import build_config
-    from hpm.engine.train import pretrain
+    from hpm.pretrain import run_pretrain
 
     cfg = build_config(args.config, _flag_overrides(args))
-    pretrain(cfg)
+    run_pretrain(cfg)
     return 0
 
 
@@ -369,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except Preempted as exc:  # SIGTERM / SIGUSR1: checkpointed, exit 128 + signal (143, 138)
+        print(f"hpm {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except HpmError as exc:
         print(f"hpm {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -19,3 +19,17 @@ class CheckpointError(HpmError):
 
 class NonFiniteLossError(HpmError):
     """Training produced a NaN or infinite loss."""
+
+
+class Preempted(HpmError):
+    """A stop signal (SIGTERM, SIGUSR1) ended the run after a checkpoint; re-running resumes.
+
+    Attributes:
+        signum: The signal received.
+        exit_code: ``128 + signum`` (143 for SIGTERM, 138 for SIGUSR1), the status the CLI exits with.
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hpm.config import Config, _deep_merge, config_from_dict, config_to_dict
+from hpm.config import Config, _deep_merge, config_from_dict, config_to_dict, load_yaml_file
 from hpm.engine.checkpoint import atomic_write_text
 from hpm.engine.logger import LOG, read_metrics, setup_logging
 from hpm.errors import ConfigError
@@ -99,7 +99,7 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"study file {file} does not exist (see configs/study/)")
-    raw = yaml.safe_load(file.read_text()) or {}
+    raw = load_yaml_file(file) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"study file {file} must hold a mapping")
     raw = _deep_merge(raw, overrides or {})
@@ -129,7 +129,7 @@ def variant_config(spec: StudySpec, variant: VariantSpec, seed: int, epochs: int
         file = Path(variant.config)
         if not file.is_file():
             raise ConfigError(f"variant {variant.name!r}: config file {file} does not exist")
-        raw = _deep_merge(raw, yaml.safe_load(file.read_text()) or {})
+        raw = _deep_merge(raw, load_yaml_file(file) or {})
     raw = _deep_merge(raw, variant.overrides)
     raw = _deep_merge(raw, {"train": {"seed": seed}, "output_dir": str(run_dir(spec, variant.name, seed))})
     if epochs is not None:
@@ -195,11 +195,11 @@ def _matched_epochs(spec: StudySpec, job: Job) -> int | None:
 def _pretrain(spec: StudySpec, job: Job, epochs: int | None) -> None:
     import torch
 
-    from hpm.engine.train import pretrain
+    from hpm.pretrain import run_pretrain
 
     cfg = variant_config(spec, job.variant, job.seed, epochs)
     started = time.perf_counter()
-    summary = pretrain(cfg)
+    summary = run_pretrain(cfg)
     records = read_metrics(job.run_dir / "metrics.jsonl")
     steps = [r for r in records if "loss" in r]
     if not steps:

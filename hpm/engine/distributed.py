@@ -43,6 +43,11 @@ def init_distributed(device_type: str) -> DistInfo:
     return info
 
 
+def is_distributed() -> bool:
+    """Whether this process is one of several ranks of a joined process group."""
+    return dist.is_initialized() and dist.get_world_size() > 1
+
+
 def shutdown_distributed() -> None:
     """Leave the process group if one was joined."""
     if dist.is_initialized():
@@ -63,6 +68,14 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     if dist.is_initialized() and dist.get_world_size() > 1:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
+    """Maximum of a tensor over all ranks (identity in a single process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
     return values
 
 

@@ -44,14 +44,20 @@ class MetricsLogger:
     """Appends step records to ``metrics.jsonl`` and TensorBoard (a no-op off rank 0).
 
     On resume, records after ``resume_step`` (logged after the last checkpoint by an
-    interrupted run) are dropped so that no step appears twice.
+    interrupted run) are dropped so that no step appears twice; ``append`` keeps every record
+    (evaluations added after training).
     """
 
-    def __init__(self, run_dir: Path, enabled: bool = True, resume_step: int | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, enabled: bool = True, resume_step: int | None = None, append: bool = False
+    ) -> None:
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
         self.writer: SummaryWriter | None = None
         if not enabled:
+            return
+        if append:  # after the run: add records (e.g. the final k-NN), keep everything logged
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
             return
         if resume_step is not None and self.path.is_file():
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
@@ -75,3 +81,21 @@ class MetricsLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class SkippedFiles:
+    """Unreadable images skipped during a run: the first ``named`` are logged by name (so they
+    can be fixed or removed), the rest only counted."""
+
+    def __init__(self, named: int = 10) -> None:
+        self.named = named
+        self.count = 0
+
+    def add(self, paths: list[str]) -> None:
+        """Record the unreadable files of one batch."""
+        for path in paths:
+            self.count += 1
+            if self.count <= self.named:
+                LOG.warning("skipped unreadable image %s", path)
+            if self.count == self.named + 1:
+                LOG.warning("more unreadable images are skipped; only their count is logged from here on")

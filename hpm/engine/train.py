@@ -1,10 +1,21 @@
-"""The pre-training loop: ``hpm pretrain``. Reads top to bottom; resumes from its run directory."""
+"""The pre-training loop (``hpm pretrain``): set up, then one epoch after another; resumes from its run directory.
+
+Read it top to bottom: :func:`pretrain` calls :func:`setup` (data, model, optimizer, the step of
+:mod:`hpm.engine.step`, resume point) and then :func:`train_one_epoch` per epoch, which runs
+masks -> forward/backward -> optimizer step per batch and hands logging and checkpoints to small
+helpers. Evaluation during training is a callback of the caller (``on_epoch_end``); work at the
+end of a run (k-NN, figures) is done by the command (:mod:`hpm.pretrain`), not here.
+SIGTERM / SIGUSR1 stop the run after the current optimizer step with a checkpoint
+(:mod:`hpm.engine.preemption`).
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -14,28 +25,26 @@ from tqdm import tqdm
 
 from hpm.config import Config, _deep_merge, config_from_dict, config_to_dict, diff_configs, save_config
 from hpm.data import GlobalBatchSampler, build_pretrain_data, collate_skip_none
+from hpm.data.build import PretrainData
 from hpm.engine import distributed as D
-from hpm.engine.checkpoint import (
-    latest_checkpoint,
-    load_state,
-    load_weights,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from hpm.engine.checkpoint import latest_checkpoint, load_state, load_weights, rng_state, save_checkpoint, set_rng_state
 from hpm.engine.ema import ema_decay_at
-from hpm.engine.logger import LOG, MetricsLogger, log_to_file, read_metrics, setup_logging
+from hpm.engine.logger import LOG, MetricsLogger, SkippedFiles, log_to_file, setup_logging
 from hpm.engine.optim import absolute_lr, build_lr_schedule, build_optimizer, effective_batch
-from hpm.engine.precision import resolve_device, resolve_precision
+from hpm.engine.precision import Resolved, resolve_device, resolve_precision
+from hpm.engine.preemption import StopSignals, ignore_stop_signals
 from hpm.engine.step import PretrainStep
-from hpm.errors import ConfigError, DataError, NonFiniteLossError
+from hpm.errors import ConfigError, DataError, NonFiniteLossError, Preempted
 from hpm.masking import alpha_at, num_hard_patches
 from hpm.models import build_model
+from hpm.models.mae import MaskedAutoencoder
 
 # Keys that may change between an interrupted run and its resumption.
 _RESUME_FREE = (
     "output_dir", "data.num_workers", "train.device", "train.keep_ckpts", "train.log_every", "eval.",
 )
+# Called after each epoch's checkpoint (rank 0 only): (student, epoch, step) -> a record to log, or None.
+EpochHook = Callable[[MaskedAutoencoder, int, int], "dict[str, Any] | None"]
 
 
 @dataclass
@@ -47,6 +56,287 @@ class RunSummary:
     steps: int
     final_loss: float | None
     skipped_images: int
+    is_main: bool = True  # rank 0 (the process that writes the run directory)
+    model: MaskedAutoencoder | None = field(default=None, repr=False)  # the trained student
+
+
+class TrainClock:
+    """Wall seconds spent training this run, over all invocations, evaluation excluded."""
+
+    def __init__(self, before: float = 0.0) -> None:
+        self.before = before
+        self.start = time.perf_counter()
+        self.excluded = 0.0
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.start - self.excluded
+
+
+@dataclass
+class Pretraining:
+    """What the loop needs, built by :func:`setup`."""
+
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    precision: Resolved
+    dist: D.DistInfo
+    data: PretrainData
+    sampler: GlobalBatchSampler
+    loader: DataLoader
+    model: MaskedAutoencoder
+    optimizer: torch.optim.Optimizer
+    schedule: Any  # timm CosineLRScheduler, stepped per optimizer step
+    step_fn: PretrainStep
+    metrics: MetricsLogger
+    steps_per_epoch: int
+    total_steps: int
+    step: int  # optimizer steps done (the resume point at first)
+    clock: TrainClock
+    last_ckpt: Path | None
+    last_loss: float | None = None
+
+
+def pretrain(cfg: Config, on_epoch_end: EpochHook | None = None) -> RunSummary:
+    """Pre-train MAE / HPM as configured; resume automatically from ``cfg.output_dir``.
+
+    Raises:
+        Preempted: SIGTERM or SIGUSR1 arrived; a checkpoint of the last finished step was written.
+    """
+    device = resolve_device(cfg.train.device, 0)
+    dist = D.init_distributed(device.type)
+    device = resolve_device(cfg.train.device, dist.local_rank)
+    precision = resolve_precision(cfg.train.precision, device)
+    setup_logging(dist.is_main)
+    try:
+        run = setup(cfg, Path(cfg.output_dir), device, precision, dist)
+        log = StepLog(run)
+        with StopSignals() as stop:
+            bar = tqdm(total=run.total_steps, initial=run.step, disable=not dist.is_main, unit="step", dynamic_ncols=True)
+            for epoch in range(run.step // run.steps_per_epoch, run.cfg.train.epochs):
+                train_one_epoch(run, epoch, log, stop, bar)
+                end_of_epoch(run, epoch, log, on_epoch_end)
+                stop_if_asked(run, log, stop)
+            bar.close()
+        log.check_finite()
+        run.metrics.close()
+        skipped = log.skipped_total()
+        if skipped:
+            LOG.warning("%d unreadable image(s) were skipped in all (named above, first ten)", skipped)
+        return RunSummary(run.run_dir, run.last_ckpt, run.step, run.last_loss, skipped, dist.is_main, run.model)
+    finally:
+        D.shutdown_distributed()
+
+
+def setup(cfg: Config, run_dir: Path, device: torch.device, precision: Resolved, dist: D.DistInfo) -> Pretraining:
+    """Data, model, optimizer, schedule and step; restored from the newest checkpoint if any.
+
+    Nothing is written before the data, the config and the checkpoint are known to be good.
+    """
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    data = build_pretrain_data(cfg.data, cfg.model.img_size, tc.seed)  # fails fast when missing
+    cfg = _resolve_channels(cfg, data.channels)
+    _check_resume_config(run_dir, cfg)
+    sampler = GlobalBatchSampler(data.num_images, tc.batch_size, dist.world_size, dist.rank, tc.seed)
+    steps_per_epoch = sampler.batches_per_epoch // tc.accum_steps
+    if steps_per_epoch < 1:
+        raise DataError(
+            f"{data.num_images} images give no full optimizer step of {effective_batch(tc, dist.world_size)}"
+            " images; lower train.batch_size / train.accum_steps or use more data"
+        )
+    total_steps = steps_per_epoch * tc.epochs
+    model = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none").to(device)
+    lr = absolute_lr(tc, dist.world_size)
+    optimizer = build_optimizer(model, tc, lr)
+    schedule = build_lr_schedule(optimizer, total_steps, round(tc.warmup_epochs * steps_per_epoch), tc.min_lr)
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else None
+    step_fn = PretrainStep(cfg, model, optimizer, device, precision, dist.rank, dist.world_size, ddp)
+    ckpt, start_step, time_before = _resume(run_dir, step_fn, total_steps)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_to_file(run_dir / "train.log")
+        save_config(cfg, run_dir / "config.yaml")
+    metrics = MetricsLogger(run_dir, dist.is_main, resume_step=start_step if ckpt else None)
+    run = Pretraining(
+        cfg, run_dir, device, precision, dist, data, sampler, _loader(data, sampler, cfg.data.num_workers), model,
+        optimizer, schedule, step_fn, metrics, steps_per_epoch, total_steps, start_step, TrainClock(time_before), ckpt,
+    )
+    _log_header(run, lr)
+    return run
+
+
+def train_one_epoch(run: Pretraining, epoch: int, log: "StepLog", stop: StopSignals, bar: tqdm) -> None:
+    """Optimizer steps of one epoch (from the resume point inside it): masks, forward/backward
+    over the micro-batches, optimizer and EMA step, logging; stops cleanly on a stop signal."""
+    cfg, tc, step_fn = run.cfg, run.cfg.train, run.step_fn
+    run.model.train()
+    first = run.step - epoch * run.steps_per_epoch
+    run.sampler.set_epoch(epoch)
+    run.sampler.set_start(first * tc.accum_steps)
+    batches = iter(run.loader)
+    for _ in range(first, run.steps_per_epoch):
+        step = run.step
+        run.schedule.step_update(step)
+        alpha = alpha_at(cfg.mask, epoch, step, tc.epochs, run.total_steps)
+        num_hard = num_hard_patches(step_fn.num_mask, alpha) if cfg.mask.strategy == "hpm" else 0
+        log_now = (step + 1) % tc.log_every == 0 or step + 1 == run.total_steps
+        for micro in range(tc.accum_steps):
+            images, _, dropped = next(batches)
+            log.skip(dropped)
+            if images.shape[0] == 0:
+                if run.dist.enabled:
+                    raise DataError("a whole batch of images was unreadable; fix or remove the corrupt files")
+                continue
+            images = images.to(run.device, non_blocking=True)
+            masks, scores = step_fn.generate_mask(images, num_hard)
+            out = step_fn.forward_backward(
+                images, masks, scores, num_hard,
+                loss_scale=1.0 / tc.accum_steps,
+                want_metrics=log_now and micro == tc.accum_steps - 1,
+                sync_grads=micro == tc.accum_steps - 1,
+            )
+            log.add(out, step, images.shape[0] * run.dist.world_size)
+        step_fn.optimizer_step(ema_decay_at(cfg.ema, step / run.steps_per_epoch, tc.epochs))
+        run.step += 1
+        bar.update(1)
+        if log_now:
+            log.write(epoch, out, alpha, num_hard, bar)
+        if tc.ckpt_every_steps and run.step % tc.ckpt_every_steps == 0 and run.step % run.steps_per_epoch:
+            checkpoint(run, log)
+        if run.step % run.steps_per_epoch:  # at the epoch's end the caller checks, after end_of_epoch
+            stop_if_asked(run, log, stop)
+
+
+def end_of_epoch(run: Pretraining, epoch: int, log: "StepLog", on_epoch_end: EpochHook | None) -> None:
+    """The epoch's checkpoint, then the caller's evaluation every ``eval.knn_every_epochs``."""
+    tc = run.cfg.train
+    if (epoch + 1) % tc.ckpt_every_epochs == 0 or epoch + 1 == tc.epochs:
+        checkpoint(run, log)
+    every = run.cfg.eval.knn_every_epochs
+    if on_epoch_end is None or not every or (epoch + 1) % every or epoch + 1 >= tc.epochs:
+        return
+    started = time.perf_counter()
+    if run.dist.is_main:
+        record = on_epoch_end(run.model, epoch, run.step)
+        if record is not None:
+            run.metrics.log(record)
+    D.barrier()
+    spent = time.perf_counter() - started
+    run.clock.excluded += spent
+    log.window_start += spent  # images/s counts training only
+
+
+def checkpoint(run: Pretraining, log: "StepLog") -> Path | None:
+    """Check the losses are finite, then write a checkpoint of ``run.step`` (rank 0) and wait for every rank."""
+    log.check_finite()
+    if run.dist.is_main:
+        state = {
+            "step_state": run.step_fn.state_dict(),
+            "rng": rng_state(),
+            "config": config_to_dict(run.cfg),
+            "epoch": run.step // run.steps_per_epoch,
+            "train_time_s": run.clock.seconds(),
+        }
+        run.last_ckpt = save_checkpoint(run.run_dir, run.step, run.model, run.step_fn.teacher, state, run.cfg.train.keep_ckpts)
+    D.barrier()
+    return run.last_ckpt
+
+
+def stop_if_asked(run: Pretraining, log: "StepLog", stop: StopSignals) -> None:
+    """After a SIGTERM / SIGUSR1 (on any rank): checkpoint the finished step, unless it was
+    just written, and raise :class:`Preempted`. A collective under torchrun: every rank calls it
+    at the same points."""
+    signum = stop.agreed(run.device)
+    if not signum:
+        return
+    if not (run.last_ckpt is not None and run.last_ckpt.name == f"step_{run.step:08d}"):
+        checkpoint(run, log)
+    run.metrics.close()
+    where = run.last_ckpt if run.dist.is_main else "rank 0's run directory"
+    message = (
+        f"stopped by signal {signum} after step {run.step} of {run.total_steps}; checkpoint {where}. "
+        "Re-run the same command to resume from it."
+    )
+    LOG.warning(message)
+    raise Preempted(message, signum)
+
+
+class StepLog:
+    """Running averages of the step outputs between two log records, the first non-finite
+    loss (kept on the device: no sync per step), skipped images and the images/s window."""
+
+    def __init__(self, run: Pretraining) -> None:
+        self.run = run
+        self.sums: dict[str, Any] = {}
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=run.device)
+        self.skipped = SkippedFiles()
+        self.window_images, self.window_start = 0, time.perf_counter()
+
+    def skip(self, dropped: list[str]) -> None:
+        self.skipped.add(dropped)
+
+    def add(self, out: dict[str, torch.Tensor], step: int, images: int) -> None:
+        """One micro-batch's outputs (``images``: over all ranks)."""
+        accum = self.run.cfg.train.accum_steps
+        bad_now = (self.first_bad < 0) & ~torch.isfinite(out["loss"])
+        self.first_bad = torch.where(bad_now, torch.full_like(self.first_bad, step), self.first_bad)
+        for key, value in out.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value / accum
+        self.sums["_micro"] = self.sums.get("_micro", 0.0) + 1.0 / accum
+        self.window_images += images
+
+    def check_finite(self) -> None:
+        bad = int(self.first_bad.item())
+        if bad >= 0:
+            raise NonFiniteLossError(
+                f"the loss became NaN or infinite at step {bad} (epoch {bad // self.run.steps_per_epoch}). "
+                f"The last good checkpoint is kept: {self.run.last_ckpt or 'none was written yet'}. "
+                "Try a lower train.blr, train.clip_grad=1.0 or train.precision=fp32."
+            )
+
+    def skipped_total(self) -> int:
+        return int(D.all_reduce_sum(torch.tensor([self.skipped.count], device=self.run.device)).item())
+
+    def write(self, epoch: int, out: dict[str, torch.Tensor], alpha: float, num_hard: int, bar: tqdm) -> None:
+        """Average over the window (and the ranks), log one record, start a new window."""
+        run = self.run
+        self.check_finite()
+        n = self.sums.pop("_micro")
+        metric_keys = [k for k in ("pred_spearman", "pred_top25", "teacher_spearman", "teacher_top25") if k in out]
+        avg = {k: v / n for k, v in self.sums.items() if k not in metric_keys}
+        avg.update({k: out[k] for k in metric_keys})  # metrics of the last step
+        if run.cfg.loss.predictor == "none":
+            avg.pop("loss_pred", None)  # MAE has no loss-prediction objective (not a zero one)
+        keys = sorted(avg)
+        values = D.all_reduce_mean(torch.stack([torch.as_tensor(avg[k], device=run.device).float() for k in keys]))
+        elapsed = time.perf_counter() - self.window_start
+        record = {"epoch": epoch, "step": run.step, "lr": run.optimizer.param_groups[0]["lr"]}
+        record.update({k: float(v) for k, v in zip(keys, values.tolist())})
+        record["img_per_s"] = self.window_images / max(elapsed, 1e-9)
+        record["time_s"] = run.clock.seconds()
+        record["skipped_images"] = self.skipped_total()
+        if run.cfg.mask.strategy == "hpm":
+            record["alpha"] = alpha
+            record["num_hard"] = num_hard
+        run.metrics.log(record)
+        run.last_loss = record["loss"]
+        bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", img_s=f"{record['img_per_s']:.0f}")
+        self.sums.clear()
+        self.window_images, self.window_start = 0, time.perf_counter()
+
+
+# ------------------------------------------------------------------ set-up helpers
+def _resolve_channels(cfg: Config, channels: int) -> Config:
+    """``model.in_chans`` follows the data; the resolved config is validated again."""
+    if cfg.model.in_chans is None:
+        cfg.model.in_chans = channels
+    elif cfg.model.in_chans != channels:
+        raise ConfigError(
+            f"model.in_chans={cfg.model.in_chans} but the data has {channels} channel(s); "
+            f"drop model.in_chans (it follows the data) or set data.channels"
+        )
+    return config_from_dict(config_to_dict(cfg))
 
 
 def _check_resume_config(run_dir: Path, cfg: Config) -> None:
@@ -70,12 +360,26 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
         )
 
 
-def _logged(run_dir: Path, step: int, key: str) -> bool:
-    """Whether ``metrics.jsonl`` already holds ``key`` for ``step`` (a finished run re-run)."""
-    return any(r.get("step") == step and key in r for r in read_metrics(run_dir / "metrics.jsonl"))
+def _resume(run_dir: Path, step_fn: PretrainStep, total_steps: int) -> tuple[Path | None, int, float]:
+    """Load the newest checkpoint into the step's models, optimizer, generators and RNG.
+
+    Returns:
+        (checkpoint or None, optimizer steps done, training seconds of earlier invocations).
+    """
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        return None, 0, 0.0
+    state = load_state(ckpt)
+    load_weights(step_fn.model, ckpt / "model.safetensors")
+    if step_fn.teacher is not None:
+        load_weights(step_fn.teacher, ckpt / "teacher.safetensors")
+    step_fn.load_state_dict(state["step_state"])
+    set_rng_state(state["rng"])
+    LOG.info("resuming from %s (step %d of %d)", ckpt, int(state["step"]), total_steps)
+    return ckpt, int(state["step"]), float(state.get("train_time_s", 0.0))
 
 
-def _loader(data, sampler: GlobalBatchSampler, workers: int) -> DataLoader:
+def _loader(data: PretrainData, sampler: GlobalBatchSampler, workers: int) -> DataLoader:
     return DataLoader(
         data.dataset,
         batch_sampler=sampler,
@@ -83,253 +387,24 @@ def _loader(data, sampler: GlobalBatchSampler, workers: int) -> DataLoader:
         collate_fn=collate_skip_none,
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
+        worker_init_fn=ignore_stop_signals if workers > 0 else None,
     )
 
 
-def pretrain(cfg: Config) -> RunSummary:
-    """Pre-train MAE / HPM as configured; resume automatically from ``cfg.output_dir``."""
-    device = resolve_device(cfg.train.device, 0)
-    dist = D.init_distributed(device.type)
-    device = resolve_device(cfg.train.device, dist.local_rank)
-    precision = resolve_precision(cfg.train.precision, device)
-    run_dir = Path(cfg.output_dir)
-    setup_logging(dist.is_main)
-    try:
-        return _pretrain(cfg, run_dir, device, precision, dist)
-    finally:
-        D.shutdown_distributed()
-
-
-def _pretrain(cfg, run_dir: Path, device: torch.device, precision, dist: D.DistInfo) -> RunSummary:
-    tc = cfg.train
-    torch.manual_seed(tc.seed)
-
-    # ---- data (fails fast with a clear message when missing)
-    data = build_pretrain_data(cfg.data, cfg.model.img_size, tc.seed)
-    if cfg.model.in_chans is None:
-        cfg.model.in_chans = data.channels
-    elif cfg.model.in_chans != data.channels:
-        raise ConfigError(
-            f"model.in_chans={cfg.model.in_chans} but the data has {data.channels} channel(s); "
-            f"drop model.in_chans (it follows the data) or set data.channels"
-        )
-    cfg = config_from_dict(config_to_dict(cfg))  # re-validate the resolved config
-    _check_resume_config(run_dir, cfg)
-    sampler = GlobalBatchSampler(data.num_images, tc.batch_size, dist.world_size, dist.rank, tc.seed)
-    steps_per_epoch = sampler.batches_per_epoch // tc.accum_steps
-    if steps_per_epoch < 1:
-        raise DataError(
-            f"{data.num_images} images give no full optimizer step of {effective_batch(tc, dist.world_size)}"
-            " images; lower train.batch_size / train.accum_steps or use more data"
-        )
-    total_steps = steps_per_epoch * tc.epochs
-    warmup_steps = round(tc.warmup_epochs * steps_per_epoch)
-
-    # ---- model, optimizer, step
-    model = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none").to(device)
-    lr = absolute_lr(tc, dist.world_size)
-    optimizer = build_optimizer(model, tc, lr)
-    schedule = build_lr_schedule(optimizer, total_steps, warmup_steps, tc.min_lr)
-    ddp = None
-    if dist.enabled:
-        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    step_fn = PretrainStep(cfg, model, optimizer, device, precision, dist.rank, dist.world_size, ddp)
-
-    # ---- resume
-    start_step = 0
-    time_before = 0.0  # training seconds spent by earlier (interrupted) invocations
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is not None:
-        state = load_state(ckpt)
-        load_weights(model, ckpt / "model.safetensors")
-        if step_fn.teacher is not None:
-            load_weights(step_fn.teacher, ckpt / "teacher.safetensors")
-        step_fn.load_state_dict(state["step_state"])
-        set_rng_state(state["rng"])
-        start_step = int(state["step"])
-        time_before = float(state.get("train_time_s", 0.0))
-        LOG.info("resuming from %s (step %d of %d)", ckpt, start_step, total_steps)
-    if dist.is_main:  # nothing is written before the data, config and checkpoint are known good
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log_to_file(run_dir / "train.log")
-        save_config(cfg, run_dir / "config.yaml")
-    metrics = MetricsLogger(run_dir, dist.is_main, resume_step=start_step if ckpt else None)
-
+def _log_header(run: Pretraining, lr: float) -> None:
+    cfg, tc, model = run.cfg, run.cfg.train, run.model
     n_params = sum(p.numel() for p in model.parameters())
     n_enc = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("decoder", "predictor", "mask")))
     LOG.info(
         "data: %s, %d images, %d channel(s), %d px | model: %s, %.2fM parameters (encoder %.2fM) | "
         "mask: %s, loss predictor: %s",
-        data.name, data.num_images, data.channels, cfg.model.img_size, cfg.model.preset,
+        run.data.name, run.data.num_images, run.data.channels, cfg.model.img_size, cfg.model.preset,
         n_params / 1e6, n_enc / 1e6, cfg.mask.strategy, cfg.loss.predictor,
     )
     LOG.info(
         "device %s, precision %s, %d process(es) | effective batch %d = %d x %d accum x %d | "
         "lr %.3g (blr %.3g) | %d steps/epoch, %d epochs, %d warm-up steps",
-        device, precision, dist.world_size, effective_batch(tc, dist.world_size), tc.batch_size,
-        tc.accum_steps, dist.world_size, lr, tc.blr, steps_per_epoch, tc.epochs, warmup_steps,
+        run.device, run.precision, run.dist.world_size, effective_batch(tc, run.dist.world_size), tc.batch_size,
+        tc.accum_steps, run.dist.world_size, lr, tc.blr, run.steps_per_epoch, tc.epochs,
+        round(tc.warmup_epochs * run.steps_per_epoch),
     )
-
-    loader = _loader(data, sampler, cfg.data.num_workers)
-    bar = tqdm(total=total_steps, initial=start_step, disable=not dist.is_main, unit="step", dynamic_ncols=True)
-    sums: dict[str, torch.Tensor] = {}
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    skipped = 0
-    window_images, window_start = 0, time.perf_counter()
-    last_ckpt, last_loss = ckpt, None
-    segment_start, eval_time = time.perf_counter(), 0.0
-
-    def train_time() -> float:
-        """Wall seconds spent training this run so far (all invocations, k-NN excluded)."""
-        return time_before + time.perf_counter() - segment_start - eval_time
-
-    def check_finite(step: int) -> None:
-        bad = int(first_bad.item())
-        if bad >= 0:
-            raise NonFiniteLossError(
-                f"the loss became NaN or infinite at step {bad} (epoch {bad // steps_per_epoch}). "
-                f"The last good checkpoint is kept: {last_ckpt or 'none was written yet'}. "
-                "Try a lower train.blr, train.clip_grad=1.0 or train.precision=fp32."
-            )
-
-    def checkpoint(step: int) -> None:
-        nonlocal last_ckpt
-        check_finite(step)
-        if dist.is_main:
-            state = {
-                "step_state": step_fn.state_dict(),
-                "rng": rng_state(),
-                "config": config_to_dict(cfg),
-                "epoch": step // steps_per_epoch,
-                "train_time_s": train_time(),
-            }
-            last_ckpt = save_checkpoint(run_dir, step, model, step_fn.teacher, state, tc.keep_ckpts)
-        D.barrier()
-
-    knn_data = None
-
-    def knn(epoch: int, step: int) -> None:
-        nonlocal knn_data, eval_time, window_start
-        started = time.perf_counter()
-        if dist.is_main:
-            from hpm.eval.data import build_eval_data
-            from hpm.eval.knn import knn_eval
-
-            ec = cfg.eval
-            if knn_data is None:
-                knn_data = build_eval_data(
-                    cfg.data, cfg.model.img_size, cfg.model.in_chans,
-                    ec.knn_train_subset, ec.knn_test_subset, tc.seed,
-                )
-            res = knn_eval(model, cfg, pool=ec.knn_pool, precision=precision, data=knn_data)
-            top1 = res["top1"]
-            record = {"epoch": epoch, "step": step, "knn_top1": top1[str(ec.knn_k)] if str(ec.knn_k) in top1 else None}
-            record.update({f"knn_top1_k{k}": v for k, v in top1.items()})
-            metrics.log(record)
-            LOG.info(
-                "k-NN (%s token, %d train / %d test images) top-1: %s",
-                ec.knn_pool, res["num_train"], res["num_test"],
-                ", ".join(f"k={k} {v:.2f}%" for k, v in top1.items()),
-            )
-        D.barrier()
-        spent = time.perf_counter() - started
-        eval_time += spent
-        window_start += spent  # images/s counts training only
-
-    step = start_step
-    for epoch in range(start_step // steps_per_epoch, tc.epochs):
-        model.train()
-        first = step - epoch * steps_per_epoch
-        sampler.set_epoch(epoch)
-        sampler.set_start(first * tc.accum_steps)
-        batches = iter(loader)
-        for _ in range(first, steps_per_epoch):
-            schedule.step_update(step)
-            alpha = alpha_at(cfg.mask, epoch, step, tc.epochs, total_steps)
-            num_hard = num_hard_patches(step_fn.num_mask, alpha) if cfg.mask.strategy == "hpm" else 0
-            log_now = (step + 1) % tc.log_every == 0 or step + 1 == total_steps
-            for micro in range(tc.accum_steps):
-                images, _, n_bad = next(batches)
-                skipped += n_bad
-                if images.shape[0] == 0:
-                    if dist.enabled:
-                        raise DataError("a whole batch of images was unreadable; fix or remove the corrupt files")
-                    continue
-                images = images.to(device, non_blocking=True)
-                masks, scores = step_fn.generate_mask(images, num_hard)
-                out = step_fn.forward_backward(
-                    images, masks, scores, num_hard,
-                    loss_scale=1.0 / tc.accum_steps,
-                    want_metrics=log_now and micro == tc.accum_steps - 1,
-                    sync_grads=micro == tc.accum_steps - 1,
-                )
-                bad_now = (first_bad < 0) & ~torch.isfinite(out["loss"])  # stays on the device
-                first_bad = torch.where(bad_now, torch.full_like(first_bad, step), first_bad)
-                for key, value in out.items():
-                    sums[key] = sums.get(key, 0.0) + value / tc.accum_steps
-                sums["_micro"] = sums.get("_micro", 0.0) + 1.0 / tc.accum_steps
-                window_images += images.shape[0] * dist.world_size
-            step_fn.optimizer_step(ema_decay_at(cfg.ema, step / steps_per_epoch, tc.epochs))
-            step += 1
-            bar.update(1)
-            if log_now:
-                check_finite(step)
-                n = sums.pop("_micro")
-                metric_keys = [k for k in ("pred_spearman", "pred_top25", "teacher_spearman", "teacher_top25") if k in out]
-                avg = {k: v / n for k, v in sums.items() if k not in metric_keys}
-                avg.update({k: out[k] for k in metric_keys})  # metrics of the last step
-                if cfg.loss.predictor == "none":
-                    avg.pop("loss_pred", None)  # MAE has no loss-prediction objective (not a zero one)
-                keys = sorted(avg)
-                values = D.all_reduce_mean(torch.stack([torch.as_tensor(avg[k], device=device).float() for k in keys]))
-                elapsed = time.perf_counter() - window_start
-                record = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"]}
-                record.update({k: float(v) for k, v in zip(keys, values.tolist())})
-                record["img_per_s"] = window_images / max(elapsed, 1e-9)
-                record["time_s"] = train_time()
-                record["skipped_images"] = int(D.all_reduce_sum(torch.tensor([skipped], device=device)).item())
-                if cfg.mask.strategy == "hpm":
-                    record["alpha"] = alpha
-                    record["num_hard"] = num_hard
-                metrics.log(record)
-                last_loss = record["loss"]
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", img_s=f"{record['img_per_s']:.0f}")
-                sums.clear()
-                window_images, window_start = 0, time.perf_counter()
-            if tc.ckpt_every_steps and step % tc.ckpt_every_steps == 0 and step % steps_per_epoch:
-                checkpoint(step)
-        if (epoch + 1) % tc.ckpt_every_epochs == 0 or epoch + 1 == tc.epochs:
-            checkpoint(step)
-        every = cfg.eval.knn_every_epochs
-        if every and (epoch + 1) % every == 0 and epoch + 1 < tc.epochs:
-            knn(epoch, step)
-    bar.close()
-    if cfg.eval.knn_at_end:
-        # rank 0 decides (a finished run that is re-run has it already); every rank follows
-        todo = int(dist.is_main and not _logged(run_dir, step, "knn_top1"))
-        if D.all_reduce_sum(torch.tensor([todo], device=device)).item():
-            knn(tc.epochs - 1, step)
-    check_finite(step)
-    metrics.close()
-    skipped_total = int(D.all_reduce_sum(torch.tensor([skipped], device=device)).item())
-    if cfg.eval.figures_at_end and dist.is_main:  # after the last collective: no rank waits
-        from hpm.viz.figures import write_run_figures
-
-        write_run_figures(run_dir)
-    if skipped_total:
-        LOG.warning("%d unreadable image(s) were skipped (see the data set for corrupt files)", skipped_total)
-    if dist.is_main:
-        LOG.info(
-            "done: %d steps, final loss %s. Outputs in %s:\n"
-            "  config.yaml        resolved config\n"
-            "  metrics.jsonl      one record per %d steps (tensorboard --logdir %s)\n"
-            "  train.log          this log\n"
-            "%s"
-            "  %s  newest checkpoint (re-running the same command resumes from it)",
-            step, f"{last_loss:.4f}" if last_loss is not None else "n/a", run_dir, tc.log_every,
-            run_dir / "tensorboard",
-            "  figures/           training curves and predicted-loss panels (hpm plot, hpm visualize)\n"
-            if cfg.eval.figures_at_end else "",
-            last_ckpt.relative_to(run_dir) if last_ckpt else "checkpoints/",
-        )
-    return RunSummary(run_dir, last_ckpt, step, last_loss, skipped_total)

@@ -19,6 +19,7 @@ from hpm.config import build_config
 from hpm.engine.checkpoint import latest_checkpoint, list_checkpoints, load_state
 from hpm.engine.logger import read_metrics
 from hpm.engine.train import pretrain
+from hpm.pretrain import run_pretrain
 from hpm.errors import ConfigError, DataError, NonFiniteLossError
 from tests.conftest import needs_fmnist, tiny_overrides
 
@@ -34,7 +35,7 @@ def test_mae_run_learns_and_writes_run_dir(tmp_path: Path) -> None:
         data={"subset": 512}, train={"epochs": 3},
         eval={"knn_at_end": True, "knn_every_epochs": 2, "knn_train_subset": 500, "knn_test_subset": 200},
     ))
-    summary = pretrain(cfg)
+    summary = run_pretrain(cfg)  # the engine calls the k-NN monitor between epochs, the command at the end
     run = Path(cfg.output_dir)
     records = read_metrics(run / "metrics.jsonl")
     knn = [r for r in records if "knn_top1" in r]
@@ -86,11 +87,11 @@ def test_second_run_resumes_instead_of_restarting(tmp_path: Path) -> None:
         tmp_path, train={"epochs": 1},
         eval={"knn_at_end": True, "knn_train_subset": 200, "knn_test_subset": 100},
     )
-    pretrain(build_config(overrides=overrides))
+    run_pretrain(build_config(overrides=overrides))
     run = Path(overrides["output_dir"])
     before = (run / "metrics.jsonl").read_text()
     assert "knn_top1" in before
-    summary = pretrain(build_config(overrides=overrides))
+    summary = run_pretrain(build_config(overrides=overrides))
     assert summary.steps == 8
     assert (run / "metrics.jsonl").read_text() == before  # nothing repeated, k-NN included
 
@@ -193,6 +194,22 @@ def test_image_folder_with_corrupt_files_is_skipped_and_counted(tmp_path: Path) 
     assert records[-1]["skipped_images"] == summary.skipped_images
     saved = yaml.safe_load((Path(overrides["output_dir"]) / "config.yaml").read_text())
     assert saved["model"]["in_chans"] == 3 and saved["data"]["dataset"] == "folder"
+
+
+def test_the_log_names_the_first_ten_unreadable_images_then_counts(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "imgs", corrupt=12)
+    overrides = tiny_overrides(
+        tmp_path, data={"data_dir": str(root), "subset": None},
+        model={"img_size": 16, "patch_size": 4}, train={"epochs": 1, "batch_size": 16},
+    )
+    summary = pretrain(build_config(overrides=overrides))
+    assert summary.skipped_images > 10  # an epoch drops its last partial batch: maybe not all 12
+    log = (Path(overrides["output_dir"]) / "train.log").read_text()
+    named = [line for line in log.splitlines() if "skipped unreadable image" in line]
+    assert len(named) == 10, named
+    bad = {str(root / "train" / "a" / f"bad{i}.png") for i in range(12)}
+    assert all(line.rsplit(" ", 1)[-1] in bad for line in named)  # full paths, to fix or remove
+    assert "only their count is logged" in log and f"{summary.skipped_images} unreadable image(s) were skipped" in log
 
 
 def test_all_files_unreadable_is_a_clear_error(tmp_path: Path) -> None:

@@ -58,12 +58,12 @@ def write_image_folder(root: Path, classes: dict[str, int], split: str = "train"
 @pytest.fixture(scope="session")
 def pretrained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny HPM run (one 32-wide block) pre-trained for 8 steps on 128 Fashion-MNIST images."""
-    from hpm.engine.train import pretrain
+    from hpm.pretrain import run_pretrain
     from tests.conftest import HAVE_FASHION_MNIST, tiny_overrides
 
     if not HAVE_FASHION_MNIST:
         pytest.skip("Debian package dataset-fashion-mnist is not installed")
     root = tmp_path_factory.mktemp("pretrained")
     overrides = tiny_overrides(root, model=TINY_MODEL, data={"subset": 128}, train={"epochs": 2, "batch_size": 32})
-    summary = pretrain(build_config(overrides=overrides))
+    summary = run_pretrain(build_config(overrides=overrides))
     return summary.run_dir

@@ -15,7 +15,7 @@ from tests.eval.conftest import TINY_MODEL
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny HPM run (one 32-wide block, 128 images, 2 epochs) with k-NN and figures at the end."""
-    from hpm.engine.train import pretrain
+    from hpm.pretrain import run_pretrain
     from tests.conftest import HAVE_FASHION_MNIST, tiny_overrides
 
     if not HAVE_FASHION_MNIST:
@@ -25,7 +25,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root, model=TINY_MODEL, data={"subset": 128}, train={"epochs": 2, "batch_size": 32, "log_every": 3},
         eval={"knn_at_end": True, "knn_train_subset": 100, "knn_test_subset": 50, "figures_at_end": True},
     )
-    return pretrain(build_config(overrides=overrides)).run_dir
+    return run_pretrain(build_config(overrides=overrides)).run_dir
 
 
 def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> Path:

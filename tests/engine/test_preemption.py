@@ -1,0 +1,140 @@
+"""SIGTERM / SIGUSR1: the run finishes its optimizer step, checkpoints, exits 128 + signal, and
+re-running the command resumes with the losses of an uninterrupted run (1 and 2 processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hpm.config import build_config
+from hpm.engine.checkpoint import latest_checkpoint, load_state
+from hpm.engine.logger import read_metrics
+from hpm.engine.train import pretrain
+from tests.conftest import needs_fmnist, tiny_overrides
+
+STEPS = 3 * (512 // 32)  # 3 epochs of 16 steps
+
+
+def _args(overrides: dict) -> list[str]:
+    out = ["pretrain", "--output-dir", overrides["output_dir"]]
+    for section in ("model", "data", "train", "mask", "loss", "eval"):
+        for key, value in overrides.get(section, {}).items():
+            out.append(f"{section}.{key}={json.dumps(value)}")
+    return out
+
+
+def _losses(run: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+
+
+def _wait_for_step(run: Path, proc: subprocess.Popen, step: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if any(s >= step for s, _ in _losses(run)):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the run never reached step {step} (exit {proc.poll()})")
+
+
+def _overrides(tmp_path: Path, name: str, batch: int = 32) -> dict:
+    # one worker process: a signal sent to the whole group must not kill the data loader
+    out = tiny_overrides(tmp_path / name, data={"subset": 512, "num_workers": 1}, train={"epochs": 3})
+    out["train"]["batch_size"] = batch
+    return out
+
+
+@needs_fmnist
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGUSR1, 138)])
+def test_stop_signal_checkpoints_the_step_and_resumes_exactly(tmp_path: Path, sig: signal.Signals, status: int) -> None:
+    clean = _overrides(tmp_path, "clean")
+    pretrain(build_config(overrides=clean))
+    reference = _losses(Path(clean["output_dir"]))
+    assert len(reference) == STEPS
+
+    stopped = _overrides(tmp_path, "stopped")
+    run = Path(stopped["output_dir"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hpm.cli", *_args(stopped)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for_step(run, proc, 5)
+    os.killpg(proc.pid, sig)  # the whole process group, as a scheduler does (data-loader worker included)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == status, err[-2000:]
+    assert "re-run the same command to resume" in err.lower()
+    ckpt = latest_checkpoint(run)
+    stopped_at = load_state(ckpt)["step"]
+    logged = _losses(run)
+    assert 5 <= stopped_at < STEPS and ckpt.name == f"step_{stopped_at:08d}"
+    assert logged[-1][0] == stopped_at, "the checkpoint holds the last finished (and logged) step"
+
+    resumed = subprocess.run([sys.executable, "-m", "hpm.cli", *_args(stopped)], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    got = _losses(run)
+    assert [s for s, _ in got] == [s for s, _ in reference]  # no lost or repeated step
+    np.testing.assert_allclose([v for _, v in got], [v for _, v in reference], rtol=1e-5)
+
+
+@needs_fmnist
+def test_stop_signal_to_one_of_two_gloo_processes_stops_both_at_the_same_step(tmp_path: Path) -> None:
+    single = _overrides(tmp_path, "single")
+    pretrain(build_config(overrides=single))
+    reference = _losses(Path(single["output_dir"]))
+
+    ddp = _overrides(tmp_path, "ddp", batch=16)  # 2 x 16: the same global batch
+    ddp["data"]["num_workers"] = 0
+    run = Path(ddp["output_dir"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpm.cli", *_args(ddp)]
+    proc = subprocess.Popen(launch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_step(run, proc, 5)
+    rank1 = _worker_with_rank(proc.pid, 1)
+    os.kill(rank1, signal.SIGTERM)  # only rank 1 hears it: the ranks must agree to stop together
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "143" in err, err[-3000:]
+    stopped_at = load_state(latest_checkpoint(run))["step"]
+    assert 5 <= stopped_at < STEPS and _losses(run)[-1][0] == stopped_at
+
+    resumed = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got = _losses(run)
+    assert [s for s, _ in got] == [s for s, _ in reference]
+    # 2 processes vs 1 differ only in float summation order (see test_distributed.py)
+    np.testing.assert_allclose([v for _, v in got], [v for _, v in reference], rtol=1e-4)
+
+
+def _worker_with_rank(launcher: int, rank: int, timeout: float = 30) -> int:
+    """The pid of torchrun's worker whose environment has RANK=rank."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for pid in _descendants(launcher):
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"RANK={rank}".encode() in environ and b"LOCAL_RANK=" + str(rank).encode() in environ:
+                return pid
+        time.sleep(0.05)
+    raise AssertionError(f"no worker with RANK={rank} under {launcher}")
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout.split("\n")
+    children: dict[int, list[int]] = {}
+    for line in out:
+        if line.strip():
+            p, pp = map(int, line.split())
+            children.setdefault(pp, []).append(p)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
