@@ -241,6 +241,47 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _one_line(text: str) -> str:
+    """``text`` with every run of whitespace, newlines included, made one space."""
+    return " ".join(text.split())
+
+
+def _yaml_error_message(path: Path, exc: yaml.YAMLError) -> str:
+    """``FILE:LINE:COLUMN: malformed YAML: PROBLEM`` (1-based), or without position if unknown."""
+    if isinstance(exc, yaml.reader.ReaderError):  # bytes that are not text: an offset, no line
+        reason = _one_line(str(exc).splitlines()[0])
+        return (
+            f"{path}: malformed YAML: {reason} at offset {exc.position}; "
+            "YAML must be UTF-8 text without control characters"
+        )
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return f"{path}: malformed YAML: {_one_line(str(exc))}"
+    message = f"{path}:{mark.line + 1}:{mark.column + 1}: malformed YAML: {_one_line(problem)}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        message += f" ({_one_line(context)} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    return message
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    """Parse a user's YAML file; ``None`` for an empty file.
+
+    Raises:
+        ConfigError: The file cannot be read or is not valid YAML; the message is one line,
+            ``FILE:LINE:COLUMN: malformed YAML: PROBLEM``, pointing at the error.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as stream:  # bytes: PyYAML detects the encoding and names the file
+            return yaml.safe_load(stream)
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_error_message(path, exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read YAML file {path}: {exc.strerror or exc}") from None
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Turn ``["train.epochs=5", "model.preset=vit_b16"]`` into a nested dict (YAML-typed values)."""
     out: dict[str, Any] = {}
@@ -248,7 +289,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        value = yaml.safe_load(raw) if raw else None
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_one_line(problem)})") from None
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -289,7 +334,7 @@ def build_config(
         path = Path(file)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = load_yaml_file(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections")
         raw = _deep_merge(raw, loaded)

@@ -13,6 +13,7 @@ from hpm.config import (
     build_config,
     config_to_dict,
     diff_configs,
+    load_yaml_file,
     parse_overrides,
     save_config,
 )
@@ -181,6 +182,49 @@ def test_missing_or_bad_config_file(tmp_path: Path) -> None:
     bad_key.write_text("train:\n  epochz: 3\n")
     with pytest.raises(ConfigError, match="epochs"):
         build_config(bad_key)
+
+
+def test_malformed_yaml_is_one_line_naming_file_line_and_column(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {preset: small\ntrain: [1, 2")
+    with pytest.raises(ConfigError) as info:
+        build_config(bad)
+    message = str(info.value)
+    # the parser stops at line 2, column 6 (the ':' after 'train'); the unclosed '{' is line 1, column 8
+    assert message.startswith(f"{bad}:2:6: malformed YAML: expected ',' or '}}', but got ':'")
+    assert "line 1, column 8" in message
+    assert "\n" not in message and "<unicode string>" not in message
+
+
+def test_malformed_yaml_positions_are_one_based(tmp_path: Path) -> None:
+    tab = tmp_path / "tab.yaml"
+    tab.write_text("train:\n  epochs: 3\n\tblr: 1\n")
+    with pytest.raises(ConfigError, match=rf"^{tab}:3:1: malformed YAML: found character '\\t'"):
+        load_yaml_file(tab)
+    colon = tmp_path / "colon.yaml"
+    colon.write_text("a: b: c\n")
+    with pytest.raises(ConfigError, match=rf"^{colon}:1:5: malformed YAML: mapping values are not allowed here$"):
+        load_yaml_file(colon)
+
+
+def test_unparseable_file_without_position_is_one_line(tmp_path: Path) -> None:
+    binary = tmp_path / "photo.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00garbage")
+    with pytest.raises(ConfigError) as info:
+        build_config(binary)
+    message = str(info.value)
+    assert message.startswith(f"{binary}: malformed YAML: ") and "\n" not in message
+    assert "at offset 0; YAML must be UTF-8 text" in message
+
+
+def test_load_yaml_file_reads_valid_files(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("train:\n  epochs: 3\n  betas: [0.9, 0.95]\n")
+    assert load_yaml_file(good) == {"train": {"epochs": 3, "betas": [0.9, 0.95]}}
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_yaml_file(tmp_path / "empty.yaml") is None
+    with pytest.raises(ConfigError, match=rf"cannot read YAML file {tmp_path}"):
+        load_yaml_file(tmp_path)  # a folder, not a file
 
 
 def test_save_and_reload(tmp_path: Path) -> None:

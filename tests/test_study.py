@@ -76,6 +76,28 @@ def test_missing_study_file_is_a_clear_error(tmp_path: Path) -> None:
         load_study(tmp_path / "none.yaml")
 
 
+def test_malformed_study_file_is_one_line_with_position(tmp_path: Path) -> None:
+    bad = tmp_path / "study.yaml"
+    bad.write_text("name: s\nvariants: [{name: a, seeds: [0]}\nruns_dir: runs\n")
+    with pytest.raises(ConfigError) as info:
+        load_study(bad)
+    message = str(info.value)
+    assert message.startswith(f"{bad}:3:1: malformed YAML: expected ',' or ']', but got '<scalar>'")
+    assert "\n" not in message
+
+
+def test_malformed_variant_config_is_one_line_with_position(tmp_path: Path) -> None:
+    variant = tmp_path / "variant.yaml"
+    variant.write_text("mask:\n  strategy: block\n   alpha: 1\n")
+    path = _write_study(tmp_path, [{"name": "a", "config": str(variant)}])
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    message = str(info.value)
+    assert message.startswith(f"{variant}:3:9: malformed YAML: mapping values are not allowed here")
+    assert "\n" not in message
+    assert not (tmp_path / "runs").exists()
+
+
 def _eval_top1(run: Path, what: str, k: str | None = None) -> float:
     result = json.loads((run / "eval" / f"study_{what}.json").read_text())["result"]
     return float(result["top1"][k] if k else result["top1"])

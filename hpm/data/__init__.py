@@ -9,7 +9,7 @@ from hpm.data.fashion_mnist import (
     ArrayImageDataset,
     load_fashion_mnist,
 )
-from hpm.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset, check_readable, read_image
+from hpm.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset, Unreadable, check_readable, read_image
 from hpm.data.sampler import GlobalBatchSampler
 from hpm.data.subset import balanced_subset
 from hpm.data.transforms import build_eval_transform, build_pretrain_transform
@@ -26,6 +26,7 @@ __all__ = [
     "ImageFolderDataset",
     "PretrainData",
     "SeededTransformDataset",
+    "Unreadable",
     "balanced_subset",
     "build_eval_transform",
     "build_pretrain_data",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
+from hpm.data.folder import Unreadable
 
 Sample = tuple[torch.Tensor, int]
 
@@ -20,7 +21,7 @@ class SeededTransformDataset(Dataset):
     uses the ambient random state.
 
     Args:
-        base: Data set returning ``(uint8 [C, H, W], label)`` or ``None``.
+        base: Data set returning ``(uint8 [C, H, W], label)`` or :class:`Unreadable`.
         transform: Maps a uint8 ``[C, H, W]`` tensor to a float ``[C, H', W']`` tensor.
     """
 
@@ -31,15 +32,15 @@ class SeededTransformDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: int | tuple[int, int]) -> Sample | None:
-        """Return ``(image, label)`` (float ``[C, H, W]``, int), or ``None`` if unreadable."""
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample | Unreadable:
+        """Return ``(image, label)`` (float ``[C, H, W]``, int), or the base's ``Unreadable(path)``."""
         if isinstance(key, (tuple, list)):
             index, seed = int(key[0]), int(key[1])
         else:
             index, seed = int(key), None
         item = self.base[index]
-        if item is None:
-            return None
+        if isinstance(item, Unreadable):
+            return item
         image, label = item  # [C, H, W] uint8
         if seed is None:
             return self.transform(image), int(label)
@@ -51,18 +52,22 @@ class SeededTransformDataset(Dataset):
         return out, int(label)
 
 
-def collate_skip_none(batch: Sequence[Sample | None]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Stack the readable samples of a batch.
+def collate_skip_none(
+    batch: Sequence[Sample | Unreadable],
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Stack the readable samples of a batch and name the unreadable ones.
 
     Args:
-        batch: Samples ``(image [C, H, W], label)``; ``None`` marks an unreadable one.
+        batch: Samples ``(image [C, H, W], label)``; :class:`Unreadable` marks a file that
+            could not be read.
 
     Returns:
-        ``(images [B, C, H, W], labels [B] int64, dropped)`` where ``dropped`` counts the
-        ``None`` items. If every item is ``None`` both tensors have shape ``[0]``.
+        ``(images [B, C, H, W], labels [B] int64, dropped)`` where ``dropped`` holds the paths
+        of the :class:`Unreadable` items, in batch order (``len(dropped)`` counts them). If
+        every item is unreadable both tensors have shape ``[0]``.
     """
-    items: list[Any] = [item for item in batch if item is not None]
-    dropped = len(batch) - len(items)
+    dropped = [item.path for item in batch if isinstance(item, Unreadable)]
+    items = [item for item in batch if not isinstance(item, Unreadable)]
     if not items:
         return torch.empty(0), torch.empty(0, dtype=torch.int64), dropped
     images = torch.stack([image for image, _ in items])  # [B, C, H, W]

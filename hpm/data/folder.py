@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,20 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 _LOG = logging.getLogger(__name__)
 _LAYOUT = "expected layout: ROOT/<split>/<class_name>/<image files> (e.g. ROOT/train/cat/001.jpg)"
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """What a data set returns instead of ``(image, label)`` for a file it cannot decode.
+
+    Deliberately not a tuple: code that forgets to check for it fails when it unpacks or
+    indexes the item, instead of silently taking the path for an image.
+
+    Attributes:
+        path: The file that could not be read (missing, truncated or not an image).
+    """
+
+    path: str
 
 
 def _is_image_file(name: str) -> bool:
@@ -72,7 +87,7 @@ def read_image(path: str | Path, channels: int) -> torch.Tensor:
 
 
 class ImageFolderDataset(Dataset):
-    """Labelled images from ``root/<split>/<class_name>/...``; unreadable files give ``None``.
+    """Labelled images from ``root/<split>/<class_name>/...``; unreadable files give :class:`Unreadable`.
 
     Labels are indices into the sorted class folder names. Files are found recursively in
     each class folder by extension (case-insensitive); hidden files and folders are ignored.
@@ -123,14 +138,14 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
-        """Return ``(image, label)`` (uint8 ``[C, H, W]``, int), or ``None`` if unreadable."""
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | Unreadable:
+        """Return ``(image, label)`` (uint8 ``[C, H, W]``, int), or ``Unreadable(path)``."""
         path, label = self.samples[index]
         try:
             return read_image(path, self.channels), label
         except Exception as exc:  # noqa: BLE001 - a bad file must never stop training
             _LOG.debug("skipping unreadable image %s: %s", path, exc)
-            return None
+            return Unreadable(path)
 
 
 def check_readable(dataset: ImageFolderDataset, max_files: int = 64) -> None:

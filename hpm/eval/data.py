@@ -37,7 +37,7 @@ class EvalSplit:
     """One split, subset taken, transform not yet attached.
 
     Attributes:
-        base: Data set of ``(uint8 [C, H, W], label)`` (``None`` for an unreadable file).
+        base: Data set of ``(uint8 [C, H, W], label)`` (``Unreadable(path)`` for an unreadable file).
         labels: int64 labels ``[N]`` of ``base``.
         name: ``"train"``, ``"test"`` or ``"val"``.
     """

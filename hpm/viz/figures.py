@@ -14,7 +14,7 @@ PATCHES_FILE = "patches.png"
 
 def write_run_figures(run_dir: str | Path) -> list[Path]:
     """Write ``figures/curves.png`` (:func:`~hpm.viz.plot.plot_runs`) and ``figures/patches.png``
-    (:func:`~hpm.viz.panels.visualize`, the first 8 test images, newest checkpoint).
+    (:func:`~hpm.viz.panels.visualize`, 8 test images spread over the classes, newest checkpoint).
 
     A picture that fails is logged as a warning and skipped: it must not fail a finished run.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain, islice, zip_longest
 from pathlib import Path
 
 import matplotlib
@@ -30,6 +31,7 @@ from hpm.config import Config, DataConfig
 from hpm.data import (
     FASHION_MNIST_CLASSES,
     ImageFolderDataset,
+    Unreadable,
     build_eval_transform,
     load_fashion_mnist,
     read_image,
@@ -49,7 +51,7 @@ from hpm.models.mae import MaskedAutoencoder
 COLUMNS = ("input", "real_loss", "predicted_loss", "mask", "reconstruction")
 PANEL_INCHES = 2.0  # side of one panel
 DPI = 100
-DEFAULT_IMAGES = 8  # the first images of the split when none are chosen
+DEFAULT_IMAGES = 8  # images shown when none are chosen, spread over the classes (default_indices)
 _HARD_RGB = (0.9, 0.2, 0.15)  # masked, chosen by the predictor
 _RANDOM_RGB = (0.55, 0.55, 0.55)  # masked at random
 NO_PREDICTOR = "no loss predictor (MAE run)"
@@ -333,14 +335,15 @@ def _split_images(
     """uint8 [C, H, W] images of a data-set split and their row labels.
 
     ``split`` None: the test split (``val/`` for image folders), else the train split.
-    ``indices`` None: the first :data:`DEFAULT_IMAGES` (fewer if the split is smaller).
+    ``indices`` None: :data:`DEFAULT_IMAGES` images spread over the classes (see
+    :func:`default_indices`; fewer if the split is smaller).
     """
     wanted = split or "test"
     if data_cfg.dataset == "fashion_mnist":
         if wanted not in ("train", "test"):
             raise DataError(f"Fashion-MNIST has the splits 'train' and 'test', not {wanted!r}")
         images, labels = load_fashion_mnist(data_cfg.root, wanted)  # uint8 [N, 28, 28], int64 [N]
-        indices = _check_indices(indices, len(labels), wanted)
+        indices = _check_indices(indices, labels, wanted)
         return (
             [torch.from_numpy(images[i]).unsqueeze(0) for i in indices],
             [f"{wanted} #{i}\n{FASHION_MNIST_CLASSES[labels[i]]}" for i in indices],
@@ -355,20 +358,47 @@ def _split_images(
             raise
         folder_split = "train"  # no val/: show training images
         folder = ImageFolderDataset(data_cfg.data_dir, folder_split, channels)
-    indices = _check_indices(indices, len(folder), folder_split)
+    indices = _check_indices(indices, folder.labels, folder_split)
     out, names = [], []
     for i in indices:
         item = folder[i]
-        if item is None:
-            raise DataError(f"image {i} of {data_cfg.data_dir}/{folder_split} ({folder.samples[i][0]}) is unreadable")
+        if isinstance(item, Unreadable):
+            raise DataError(
+                f"image {i} of {data_cfg.data_dir}/{folder_split} ({item.path}) is unreadable; "
+                "choose other images with --indices or replace the file"
+            )
         out.append(item[0])
         names.append(f"{folder_split} #{i}\n{folder.classes[item[1]]}")
     return out, names
 
 
-def _check_indices(indices: Sequence[int] | None, size: int, split: str) -> list[int]:
+def default_indices(labels: Sequence[int] | np.ndarray, count: int = DEFAULT_IMAGES) -> list[int]:
+    """Indices of ``count`` images taken round-robin over the classes, in label order.
+
+    The first image of each class (smallest label first), then the second of each, and so on,
+    until ``count`` are chosen (all of them if there are fewer): e.g. one image of each of 8
+    classes of Fashion-MNIST, rather than the first 8 images of a folder sorted by class.
+
+    Args:
+        labels: The class label of each image of the split, ``[N]``.
+        count: How many images to choose.
+
+    Returns:
+        Indices into ``labels``, in the round-robin order.
+    """
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")  # by label, each class's images in index order
+    starts = np.flatnonzero(np.diff(labels[order])) + 1
+    by_class = np.split(order, starts) if len(order) else []
+    rounds = chain.from_iterable(zip_longest(*by_class))  # class 0's first, class 1's first, ...
+    return list(islice((int(i) for i in rounds if i is not None), max(count, 0)))
+
+
+def _check_indices(indices: Sequence[int] | None, labels: np.ndarray, split: str) -> list[int]:
+    """``indices`` if all are in range, or :func:`default_indices` of ``labels`` when None."""
+    size = len(labels)
     if indices is None:
-        return list(range(min(DEFAULT_IMAGES, size)))
+        return default_indices(labels)
     bad = [i for i in indices if not 0 <= i < size]
     if bad:
         raise DataError(f"image indices {bad} are out of range: the {split} split has {size} images (0..{size - 1})")
@@ -407,8 +437,9 @@ def visualize(
     Args:
         path: Run directory (its newest checkpoint) or checkpoint folder.
         out_dir: Folder of the PNG (created).
-        indices: Images of the data set's split, by index (default: the first 8 unless
-            ``files`` are given; ``[]``: none).
+        indices: Images of the data set's split, by index (default unless ``files`` are
+            given: 8 spread over the classes, round-robin in label order, see
+            :func:`default_indices`; ``[]``: none).
         files: Image files, shown after the indexed images.
         split: ``"test"`` (``val/`` for image folders) or ``"train"``; None: test if present.
         num_masks: M, random masks averaged for the real loss.

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hpm.data.folder import ImageFolderDataset, check_readable, read_image
+from hpm.data.folder import ImageFolderDataset, Unreadable, check_readable, read_image
 from hpm.errors import DataError
 
 from .conftest import WriteImage
@@ -71,7 +71,7 @@ def test_16bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
     assert image.tolist() == [[[0, 100, 255]]]
 
 
-def test_corrupt_and_truncated_files_give_none(image_tree: Path, write_image: WriteImage) -> None:
+def test_corrupt_and_truncated_files_are_named(image_tree: Path, write_image: WriteImage) -> None:
     dog = image_tree / "train" / "dog"
     (dog / "random.png").write_bytes(np.random.default_rng(0).bytes(300))
     good = write_image(dog / "whole.png", (32, 32), "RGB", seed=9).read_bytes()
@@ -80,15 +80,28 @@ def test_corrupt_and_truncated_files_give_none(image_tree: Path, write_image: Wr
     dataset = ImageFolderDataset(image_tree, "train")
     names = _names(dataset)
     for bad in ("random.png", "cut.png", "empty.jpg"):
-        assert dataset[names.index(bad)] is None
-    assert dataset[names.index("whole.png")] is not None
+        item = dataset[names.index(bad)]
+        assert item == Unreadable(str(dog / bad))
+        assert Path(item.path).is_file()  # the path names the real file on disk
+    image, label = dataset[names.index("whole.png")]
+    assert image.shape == (3, 32, 32) and label == 1
     check_readable(dataset)  # some files are readable: no error
 
 
-def test_file_deleted_after_scan_gives_none(image_tree: Path) -> None:
+def test_file_deleted_after_scan_is_named(image_tree: Path) -> None:
     dataset = ImageFolderDataset(image_tree, "train")
-    Path(dataset.samples[0][0]).unlink()
-    assert dataset[0] is None
+    gone = dataset.samples[0][0]
+    Path(gone).unlink()
+    assert dataset[0] == Unreadable(gone)
+
+
+def test_unreadable_is_not_a_sample() -> None:
+    """Code that forgets the check fails loudly, as it did with None, instead of using the path."""
+    item = Unreadable("x.png")
+    with pytest.raises(TypeError):
+        image, label = item  # noqa: F841
+    with pytest.raises(TypeError):
+        item[0]  # type: ignore[index]
 
 
 def test_all_files_corrupt(tmp_path: Path) -> None:

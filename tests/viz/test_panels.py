@@ -12,7 +12,19 @@ from PIL import Image
 from hpm.config import build_config
 from hpm.errors import CheckpointError, DataError
 from hpm.eval.patch_loss import load_pretrained
-from hpm.viz.panels import COLUMNS, DPI, NO_PREDICTOR, column_titles, compute_maps, draw_panels, figure_size, visualize
+from hpm.viz.panels import (
+    COLUMNS,
+    DEFAULT_IMAGES,
+    DPI,
+    NO_PREDICTOR,
+    _split_images,
+    column_titles,
+    compute_maps,
+    default_indices,
+    draw_panels,
+    figure_size,
+    visualize,
+)
 from tests.conftest import needs_fmnist
 from tests.eval.conftest import save_random_run, tiny_config
 
@@ -234,3 +246,45 @@ def test_masked_view_teacher_is_shown_as_configured(tmp_path: Path) -> None:
     assert "masked view" in title and "full image" not in title
     fig = draw_panels(maps)  # NaN patches draw as the colour map's "bad" grey
     assert len(_panel_axes(fig)) == 3 * len(COLUMNS)
+
+
+# --------------------------------------------------------------------------- default images
+
+
+def _sorted_folder(root: Path, classes: tuple[str, ...] = ("ant", "bee", "cat"), per_class: int = 10) -> Path:
+    """``root/val/<class>/00.png ...``: sorted so that the first 8 images are all of one class."""
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / "val" / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(root / "val" / name / f"{i:02d}.png")
+    return root
+
+
+def test_default_indices_take_classes_round_robin() -> None:
+    assert default_indices([0, 0, 0, 1, 1, 2, 2, 2, 2, 2]) == [0, 3, 5, 1, 4, 6, 2, 7]
+    assert default_indices([2, 1, 0, 2, 1, 0], count=4) == [2, 1, 0, 5]  # label order, not index order
+    assert default_indices([5, 5, 3], count=10) == [2, 0, 1]  # fewer images than asked: all of them
+    assert default_indices([]) == [] and default_indices([1, 0], count=0) == []
+    assert len(default_indices(np.arange(40) % 3)) == DEFAULT_IMAGES == 8
+
+
+def test_default_images_span_the_classes_of_a_sorted_folder(tmp_path: Path) -> None:
+    root = _sorted_folder(tmp_path / "data")
+    data_cfg = build_config(overrides={"data": {"data_dir": str(root)}}).data
+    images, names = _split_images(data_cfg, None, None, channels=1)
+    classes = [name.split("\n")[1] for name in names]
+    assert classes == ["ant", "bee", "cat", "ant", "bee", "cat", "ant", "bee"]  # the old default: 8 x "ant"
+    assert [name.split("\n")[0] for name in names] == [f"val #{i}" for i in (0, 10, 20, 1, 11, 21, 2, 12)]
+    assert len(images) == DEFAULT_IMAGES and all(image.shape == (1, 12, 10) for image in images)
+    chosen, named = _split_images(data_cfg, None, [3, 0], channels=1)  # explicit indices: as given
+    assert named == ["val #3\nant", "val #0\nant"] and len(chosen) == 2
+    result = visualize(_run(tmp_path, "hpm"), tmp_path / "out", data_dir=str(root), num_masks=1)
+    assert result.rows == DEFAULT_IMAGES
+
+
+@needs_fmnist
+def test_default_fashion_mnist_images_are_eight_classes() -> None:
+    _, names = _split_images(build_config().data, None, None, channels=1)
+    classes = [name.split("\n")[1] for name in names]
+    assert len(set(classes)) == len(classes) == DEFAULT_IMAGES
