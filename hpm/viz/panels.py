@@ -255,8 +255,8 @@ def column_titles(maps: PatchMaps) -> dict[str, str]:
     else:
         source = "EMA teacher" if maps.predictor == "teacher" else "student predictor, no teacher"
         if maps.teacher_view == "masked":
-            views = "1 random view" if maps.teacher_views == 1 else f"{maps.teacher_views} random views"
-            predicted = f"predicted loss ({source},\nmasked view: {views}; grey = it saw)"
+            views = "1 masked view" if maps.teacher_views == 1 else f"{maps.teacher_views} masked views"
+            predicted = f"predicted loss, {source}\n{views} (grey: patch seen)"
         else:
             predicted = f"predicted loss\n({source}, full image)"
         h = int(maps.hard[0].sum()) if maps.hard is not None else 0
