@@ -302,7 +302,7 @@ def _add_viz_parsers(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--out", help="output folder (default PATH/figures)")
     v.add_argument("--name", default="patches.png", help="file name of the PNG (default patches.png)")
     v.add_argument("--indices", type=_index_list, metavar="I,J,...",
-                   help="images of the data set's split by index (default: the first 8 unless --images)")
+                   help="images of the data set's split by index (default: 8 taken round-robin over the classes, unless --images)")
     v.add_argument("--images", nargs="+", metavar="FILE", help="image files (converted to the model's channels)")
     v.add_argument("--split", choices=["test", "train"],
                    help="split of --indices (default test; val/ for image folders)")
