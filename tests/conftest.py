@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,17 @@ def tiny_overrides(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]
         else:
             base[section] = values
     return base
+
+
+def override_args(overrides: dict[str, Any]) -> list[str]:
+    """``section.key=value`` command-line arguments (JSON values) for a :func:`tiny_overrides` dict."""
+    return [
+        f"{section}.{key}={json.dumps(value)}"
+        for section in ("model", "data", "train", "mask", "loss", "eval")
+        for key, value in overrides.get(section, {}).items()
+    ]
+
+
+def pretrain_args(overrides: dict[str, Any]) -> list[str]:
+    """``hpm pretrain`` arguments for a :func:`tiny_overrides` dict."""
+    return ["pretrain", "--output-dir", overrides["output_dir"], *override_args(overrides)]

@@ -4,7 +4,6 @@ a checkpoint, from which the same command resumes."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,14 +14,13 @@ import pytest
 
 from hpm.engine.checkpoint import latest_checkpoint, load_state
 from hpm.engine.logger import read_metrics
-from tests.conftest import needs_fmnist, tiny_overrides
+from tests.conftest import needs_fmnist, override_args, tiny_overrides
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "slurm_pretrain.sbatch"
 
 
 def _overrides(tmp_path: Path) -> list[str]:
-    o = tiny_overrides(tmp_path, data={"subset": 512, "num_workers": 0}, train={"epochs": 3, "batch_size": 16})
-    return [f"{s}.{k}={json.dumps(v)}" for s in ("model", "data", "train", "mask", "loss", "eval") for k, v in o.get(s, {}).items()]
+    return override_args(tiny_overrides(tmp_path, data={"subset": 512, "num_workers": 0}, train={"epochs": 3, "batch_size": 16}))
 
 
 def _steps(run: Path) -> list[int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,19 +11,11 @@ import numpy as np
 import pytest
 
 from hpm.engine.logger import read_metrics
-from tests.conftest import needs_fmnist, tiny_overrides
+from tests.conftest import needs_fmnist, pretrain_args, tiny_overrides
 
 # Tolerance: the two runs differ only in float summation order (gradient all-reduce and
 # per-rank loss means), so logged losses agree to about 1e-6; we allow 1e-4 relative.
 RTOL = 1e-4
-
-
-def _args(overrides: dict) -> list[str]:
-    out = ["pretrain", "--output-dir", overrides["output_dir"]]
-    for section in ("model", "data", "train", "mask", "loss", "eval"):
-        for key, value in overrides.get(section, {}).items():
-            out.append(f"{section}.{key}={json.dumps(value)}")
-    return out
 
 
 @needs_fmnist
@@ -35,14 +26,14 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, teacher_view: str)
               "mask": {"strategy": "hpm", "teacher_view": teacher_view}}
     single = tiny_overrides(tmp_path / "single", **common)
     single["train"]["batch_size"] = 32
-    subprocess.run([sys.executable, "-m", "hpm.cli", *_args(single)], env=env, check=True,
+    subprocess.run([sys.executable, "-m", "hpm.cli", *pretrain_args(single)], env=env, check=True,
                    capture_output=True, timeout=300)
 
     ddp = tiny_overrides(tmp_path / "ddp", **common)
     ddp["train"]["batch_size"] = 16  # per process: 2 x 16 = the same global batch of 32
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "hpm.cli", *_args(ddp)],
+         "-m", "hpm.cli", *pretrain_args(ddp)],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]

@@ -3,7 +3,6 @@ re-running the command resumes with the losses of an uninterrupted run (1 and 2 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,17 +17,9 @@ from hpm.config import build_config
 from hpm.engine.checkpoint import latest_checkpoint, load_state
 from hpm.engine.logger import read_metrics
 from hpm.engine.train import pretrain
-from tests.conftest import needs_fmnist, tiny_overrides
+from tests.conftest import needs_fmnist, pretrain_args, tiny_overrides
 
 STEPS = 3 * (512 // 32)  # 3 epochs of 16 steps
-
-
-def _args(overrides: dict) -> list[str]:
-    out = ["pretrain", "--output-dir", overrides["output_dir"]]
-    for section in ("model", "data", "train", "mask", "loss", "eval"):
-        for key, value in overrides.get(section, {}).items():
-            out.append(f"{section}.{key}={json.dumps(value)}")
-    return out
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
@@ -62,7 +53,7 @@ def test_stop_signal_checkpoints_the_step_and_resumes_exactly(tmp_path: Path, si
     stopped = _overrides(tmp_path, "stopped")
     run = Path(stopped["output_dir"])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "hpm.cli", *_args(stopped)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "hpm.cli", *pretrain_args(stopped)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     _wait_for_step(run, proc, 5)
     os.killpg(proc.pid, sig)  # the whole process group, as a scheduler does (data-loader worker included)
@@ -75,7 +66,7 @@ def test_stop_signal_checkpoints_the_step_and_resumes_exactly(tmp_path: Path, si
     assert 5 <= stopped_at < STEPS and ckpt.name == f"step_{stopped_at:08d}"
     assert logged[-1][0] == stopped_at, "the checkpoint holds the last finished (and logged) step"
 
-    resumed = subprocess.run([sys.executable, "-m", "hpm.cli", *_args(stopped)], env=env, capture_output=True, text=True)
+    resumed = subprocess.run([sys.executable, "-m", "hpm.cli", *pretrain_args(stopped)], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     got = _losses(run)
     assert [s for s, _ in got] == [s for s, _ in reference]  # no lost or repeated step
@@ -92,7 +83,7 @@ def test_stop_signal_to_one_of_two_gloo_processes_stops_both_at_the_same_step(tm
     ddp["data"]["num_workers"] = 0
     run = Path(ddp["output_dir"])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpm.cli", *_args(ddp)]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpm.cli", *pretrain_args(ddp)]
     proc = subprocess.Popen(launch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_step(run, proc, 5)
     rank1 = _worker_with_rank(proc.pid, 1)

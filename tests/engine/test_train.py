@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from hpm.engine.logger import read_metrics
 from hpm.engine.train import pretrain
 from hpm.pretrain import run_pretrain
 from hpm.errors import ConfigError, DataError, NonFiniteLossError
-from tests.conftest import needs_fmnist, tiny_overrides
+from tests.conftest import needs_fmnist, pretrain_args, tiny_overrides
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
@@ -97,11 +96,7 @@ def test_second_run_resumes_instead_of_restarting(tmp_path: Path) -> None:
 
 
 def _cli(tmp: Path, overrides: dict, extra: list[str] = ()) -> list[str]:
-    args = [sys.executable, "-m", "hpm.cli", "pretrain", "--output-dir", overrides["output_dir"]]
-    for section in ("model", "data", "train", "mask", "loss", "eval"):
-        for key, value in overrides.get(section, {}).items():
-            args.append(f"{section}.{key}={json.dumps(value)}")
-    return args + list(extra)
+    return [sys.executable, "-m", "hpm.cli", *pretrain_args(overrides), *extra]
 
 
 @needs_fmnist
