@@ -77,6 +77,8 @@ class StudySpec(_Strict):
     floors: bool = True  # random-init encoder and raw pixels under the same k-NN and probe
     variants: list[VariantSpec]
     reference: dict[str, Any] = Field(default_factory=dict)  # published figures shown beside ours
+    # per-seed differences of every other variant against these (same seed), in the report
+    compare_to: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> "StudySpec":
@@ -91,6 +93,9 @@ class StudySpec(_Strict):
                 raise ValueError(f"variant {v.name!r}: give both match_time_of and time_reference")
             if not set(v.finetune_seeds) <= set(v.seeds):
                 raise ValueError(f"variant {v.name!r}: finetune_seeds must be among its seeds")
+        unknown = sorted(set(self.compare_to) - set(names))
+        if unknown:
+            raise ValueError(f"compare_to names unknown variant(s) {unknown}")
         return self
 
 
@@ -470,7 +475,29 @@ def collect(spec: StudySpec) -> dict[str, Any]:
             if value is None:
                 floors[kind][key] = (kept.get(kind) or {}).get(key)
     return {"study": spec.name, "description": spec.description, "knn_k": spec.eval.knn_k,
-            "variants": variants, "runs": runs, "floors": floors, "reference": spec.reference}
+            "variants": variants, "runs": runs, "floors": floors, "reference": spec.reference,
+            "differences": seed_differences(runs, spec.compare_to)}
+
+
+DIFFERENCE_METRICS = ("knn_top1", "linear_top1")
+
+
+def seed_differences(runs: list[dict[str, Any]], against: list[str]) -> list[dict[str, Any]]:
+    """Per seed, each variant's k-NN and linear top-1 minus those of each ``against`` variant's
+    run of the same seed (None where either is missing)."""
+    by_key = {(r["variant"], r["seed"]): r for r in runs}
+    out = []
+    for r in runs:
+        if r["variant"] in against:
+            continue
+        row: dict[str, Any] = {"variant": r["variant"], "seed": r["seed"]}
+        for ref in against:
+            other = by_key.get((ref, r["seed"]))
+            for m in DIFFERENCE_METRICS:
+                a, b = r.get(m), (other or {}).get(m)
+                row[f"{m}_minus_{ref}"] = None if a is None or b is None else a - b
+        out.append(row)
+    return out
 
 
 def _fmt(cell: dict[str, Any] | float | None, digits: int = 2) -> str:
@@ -482,6 +509,10 @@ def _fmt(cell: dict[str, Any] | float | None, digits: int = 2) -> str:
         text = f"{cell['mean']:.{digits}f}"
         return text + (f" ± {cell['std']:.{digits}f}" if cell["std"] is not None else "")
     return f"{cell:.{digits}f}"
+
+
+def _signed(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.2f}"
 
 
 def format_report(results: dict[str, Any]) -> str:
@@ -540,6 +571,15 @@ def format_report(results: dict[str, Any]) -> str:
                          f"{_fmt(row.get('teacher_full_rank_top25'), 3)} | {_fmt(row['student_masked_spearman'], 3)} | "
                          f"{_fmt(row['student_rank_spearman'], 3)} | {_fmt(row['teacher_masked_avg_spearman'], 3)} | "
                          f"{_fmt(row['teacher_masked_avg_top25'], 3)} | {_fmt(row['real_retest_spearman'], 3)} |")
+    diffs = [d for d in results.get("differences", []) if any(v is not None for k, v in d.items() if "_minus_" in k)]
+    if diffs:
+        refs = [k.split("_minus_", 1)[1] for k in diffs[0] if k.startswith("knn_top1_minus_")]
+        lines += ["", "Per-seed differences (top-1 points; the variant minus the same seed's run of the reference):", "",
+                  "| variant | seed | " + " | ".join(f"k-NN − {r} | linear − {r}" for r in refs) + " |",
+                  "|---|---|" + "---|---|" * len(refs)]
+        for d in diffs:
+            cells = [f"{_signed(d[f'knn_top1_minus_{r}'])} | {_signed(d[f'linear_top1_minus_{r}'])}" for r in refs]
+            lines.append(f"| {d['variant']} | {d['seed']} | " + " | ".join(cells) + " |")
     lines += ["", "Per run:", "", f"| variant | seed | precision | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | "
               "teacher ranking ρ | img/s | time (min) | wall (min) | threads |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:

@@ -228,3 +228,21 @@ def test_runs_of_an_earlier_report_whose_directories_are_gone_are_kept_not_retra
     # another study's report is not taken for this one's
     (report / "results.json").write_text(json.dumps({"study": "other", "runs": [run], "floors": floors}))
     assert collect(spec)["runs"] == []
+
+
+def test_seed_differences_pair_runs_of_the_same_seed() -> None:
+    from hpm.study import format_report, seed_differences
+
+    runs = [{"variant": v, "seed": s, "knn_top1": k, "linear_top1": lin}
+            for v, s, k, lin in [("mae", 0, 70.0, 75.0), ("mae", 1, 71.0, 76.0), ("new", 0, 72.5, 74.0),
+                                 ("new", 1, 70.0, None), ("new", 2, 73.0, 77.0)]]
+    diffs = seed_differences(runs, ["mae"])
+    assert diffs == [
+        {"variant": "new", "seed": 0, "knn_top1_minus_mae": 2.5, "linear_top1_minus_mae": -1.0},
+        {"variant": "new", "seed": 1, "knn_top1_minus_mae": -1.0, "linear_top1_minus_mae": None},
+        {"variant": "new", "seed": 2, "knn_top1_minus_mae": None, "linear_top1_minus_mae": None},  # no MAE seed 2
+    ]
+    text = format_report({"study": "x", "description": "", "knn_k": 20, "variants": [], "runs": [], "floors": {},
+                          "differences": diffs})
+    assert "| new | 0 | +2.50 | -1.00 |" in text and "| new | 1 | -1.00 | – |" in text
+    assert "| new | 2 |" not in text  # nothing to compare
