@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hpm.bench import VARIANTS, format_bench, run_bench
+from hpm.bench import DEFAULT_VARIANTS, format_bench, run_bench
 from hpm.config import build_config
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="also write the raw result here")
     args = p.parse_args()
     cfg = build_config(overrides={"model": {"preset": args.preset}, "train": {"batch_size": args.batch_size}})
-    result = run_bench(cfg, args.precision.split(","), list(VARIANTS), args.steps, args.warmup)
+    result = run_bench(cfg, args.precision.split(","), list(DEFAULT_VARIANTS), args.steps, args.warmup)
     print(format_bench(result))
     print("\n| target | measured | wanted | met |\n|---|---|---|---|")
     for name, value, want, met in targets(result):

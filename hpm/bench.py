@@ -20,15 +20,18 @@ from hpm.engine.step import PretrainStep
 from hpm.masking import num_hard_patches
 from hpm.models import build_model
 
-VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient")
-# What each HPM variant changes (on top of mask.strategy=hpm and the relative loss predictor):
+VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient", "random_predictor")
+# What each variant with a loss predictor changes (on top of the relative objective):
 # hpm: the paper's full-image teacher; hpm_masked: the teacher scores a random partial view;
-# hpm_efficient: that, with a shallow loss predictor (configs/ablations/efficient.yaml).
-HPM_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "hpm": {"mask": {"teacher_view": "full"}},
-    "hpm_masked": {"mask": {"teacher_view": "masked"}},
-    "hpm_efficient": {"mask": {"teacher_view": "masked"}, "model": {"predictor_depth": 1}},
+# hpm_efficient: that, with a shallow loss predictor (configs/ablations/efficient.yaml);
+# random_predictor: random masks, the predictor trained, no teacher (the objective alone).
+PREDICTOR_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "hpm": {"mask": {"strategy": "hpm", "teacher_view": "full"}},
+    "hpm_masked": {"mask": {"strategy": "hpm", "teacher_view": "masked"}},
+    "hpm_efficient": {"mask": {"strategy": "hpm", "teacher_view": "masked"}, "model": {"predictor_depth": 1}},
+    "random_predictor": {"mask": {"strategy": "random"}},
 }
+DEFAULT_VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient")
 
 
 def device_name(device: torch.device) -> str:
@@ -73,16 +76,15 @@ def measure_peak_gflops(device: torch.device, precision: Resolved, seconds: floa
 
 
 def variant_config(base: Config, variant: str, mask: str) -> Config:
-    """The config of a benchmark variant: ``mae`` (no predictor) or an HPM variant (teacher
-    masks; :data:`HPM_VARIANTS`)."""
+    """The config of a benchmark variant: ``mae`` (no predictor, ``mask`` masking) or a variant
+    with the loss predictor (:data:`PREDICTOR_VARIANTS`)."""
     raw = base.model_dump(mode="json")
     if variant == "mae":
         raw["mask"]["strategy"] = mask
         raw["loss"]["predictor"] = "none"
-    elif variant in HPM_VARIANTS:
-        raw["mask"]["strategy"] = "hpm"
+    elif variant in PREDICTOR_VARIANTS:
         raw["loss"]["predictor"] = "relative"
-        raw = _deep_merge(raw, HPM_VARIANTS[variant])
+        raw = _deep_merge(raw, PREDICTOR_VARIANTS[variant])
     else:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
     return config_from_dict(raw)
@@ -224,7 +226,7 @@ def run_bench(
         result["peak_gflops"][prec] = peak
         for name, r in results.items():
             result.setdefault(name, {})[prec] = r.as_dict()
-    for name in HPM_VARIANTS:
+    for name in PREDICTOR_VARIANTS:
         if "mae" in variants and name in variants:
             result[f"{name}_over_mae"] = {
                 p: result[name][p]["step_s"] / result["mae"][p]["step_s"] for p in resolved
@@ -254,7 +256,7 @@ def format_bench(result: dict[str, Any]) -> str:
                 f"{variant:13} {prec:5} {r['step_s']:8.3f} {r['img_per_s']:8.1f} "
                 f"{r['gflop_per_step']:8.1f} {r['mfu']:6.2f}  {phases}{mem}"
             )
-    for name in HPM_VARIANTS:
+    for name in PREDICTOR_VARIANTS:
         for prec, ratio in result.get(f"{name}_over_mae", {}).items():
             lines.append(f"{name} / mae step time ({prec}): {ratio:.2f}x")
     if "hpm_bf16_over_mae_fp32" in result:

@@ -345,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     b.add_argument("--mask", default="random", choices=["random", "block"], help="MAE's masking")
     b.add_argument("--variants", default="mae,hpm,hpm_masked,hpm_efficient",
-                   help="comma-separated: mae, hpm (full-view teacher), hpm_masked, hpm_efficient")
+                   help="comma-separated: mae, hpm (full-view teacher), hpm_masked, hpm_efficient, "
+                        "random_predictor (random masks + loss predictor, no teacher)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench, precision=None)
 
