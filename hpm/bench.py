@@ -246,14 +246,14 @@ def format_bench(result: dict[str, Any]) -> str:
         f"device: {result['device']} | preset {result['preset']}, batch {result['batch_size']}, "
         f"{result['img_size']} px, median of {result['steps']} interleaved steps",
         "matmul peak: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in result["peak_gflops"].items()),
-        f"{'variant':13} {'prec':5} {'step s':>8} {'img/s':>8} {'GFLOP':>8} {'MFU':>6}  phases (s)",
+        f"{'variant':16} {'prec':5} {'step s':>8} {'img/s':>8} {'GFLOP':>8} {'MFU':>6}  phases (s)",
     ]
     for variant in VARIANTS:
         for prec, r in result.get(variant, {}).items():
             phases = " ".join(f"{k}={v:.3f}" for k, v in r["phases_s"].items())
             mem = f" peak mem {r['peak_mem_gb']:.1f} GiB" if "peak_mem_gb" in r else ""
             lines.append(
-                f"{variant:13} {prec:5} {r['step_s']:8.3f} {r['img_per_s']:8.1f} "
+                f"{variant:16} {prec:5} {r['step_s']:8.3f} {r['img_per_s']:8.1f} "
                 f"{r['gflop_per_step']:8.1f} {r['mfu']:6.2f}  {phases}{mem}"
             )
     for name in PREDICTOR_VARIANTS:
