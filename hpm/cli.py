@@ -165,8 +165,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hpm.export import export_checkpoint
+    from hpm.errors import ConfigError
+    from hpm.export import export_checkpoint, export_finetuned
 
+    if args.finetuned:
+        if args.weights != "student":
+            raise ConfigError("--weights applies to the encoder export; a fine-tune records the weights it started from")
+        result = export_finetuned(args.path, args.out)
+        print(
+            f"exported the fine-tuned classifier to {result.weights} (+ {result.metadata.name}): "
+            f"timm.create_model({result.timm_model!r}, pretrained=True, "
+            f"pretrained_cfg_overlay=dict(file='{result.weights}'), **timm_kwargs) loads it, head included"
+        )
+        return 0
     result = export_checkpoint(args.path, args.out, args.weights)
     print(
         f"exported the {args.weights} encoder to {result.weights} (+ {result.metadata.name}): "
@@ -196,10 +207,18 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     helps = {
         "knn": "weighted k-NN (T=0.07) on frozen features, k in 10, 20, 100, 200",
         "linear": "linear probe (BatchNorm + linear) on cached frozen features",
-        "finetune": "end-to-end fine-tuning (layer decay, drop path, mixup/cutmix, smoothing)",
+        "finetune": "end-to-end fine-tuning (layer decay, drop path, mixup/cutmix, smoothing); re-run to resume",
     }
+    finetune_description = (
+        "End-to-end fine-tuning as a timm ViT classifier. Checkpoints go to the fine-tune directory, the result "
+        "file's path without .json (default PATH/eval/finetune/; --out X/ft.json: X/ft/), after every epoch and "
+        "every ckpt_every_steps=N optimizer steps; the newest 2 are kept. Re-running the same command resumes an "
+        "interrupted fine-tune at its next step (bit-identical with num_workers=0) and only reports a finished "
+        "one; another recipe or encoder is refused. SIGTERM / SIGUSR1 checkpoint and exit 143 / 138. At the end "
+        "the classifier is written as DIR/classifier.safetensors + classifier.json for timm.create_model."
+    )
     for name, text in helps.items():
-        p = protocols.add_parser(name, help=text, description=text)
+        p = protocols.add_parser(name, help=text, description=finetune_description if name == "finetune" else text)
         p.add_argument("path", nargs="?", help="run directory (newest checkpoint) or checkpoint folder")
         p.add_argument("--random-init", action="store_true", help="a randomly initialised encoder of the same architecture (the floor)")
         p.add_argument("--weights", default="student", choices=["student", "teacher"], help="student (default) or HPM's EMA teacher")
@@ -213,7 +232,9 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--data-root", help="Fashion-MNIST folder (default: the checkpoint's)")
         p.add_argument("--img-size", type=int, help="evaluate at another image size (a multiple of the patch size)")
         p.add_argument("--seed", type=int, default=0, help="subsets and random initialisation")
-        p.add_argument("--out", help="result JSON (default PATH/eval/<protocol>[_variant].json)")
+        p.add_argument("--out", help="result JSON (default PATH/eval/<protocol>[_variant].json)" + (
+            "; the fine-tune directory (checkpoints, classifier export) is this path without .json"
+            if name == "finetune" else ""))
         p.add_argument("--preset", help="architecture of --random-init without PATH (default small)")
         if name != "finetune":
             p.add_argument("--batch-size", type=int, default=256, help="images per forward pass when extracting features")
@@ -234,14 +255,20 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--recipe", default="small", help="small (CPU default) or paper_vit_b16 (spec section 4)")
             p.add_argument("--config", help="YAML file of fine-tuning keys")
             p.add_argument("overrides", nargs="*", metavar="key=value",
-                           help="any fine-tuning key, e.g. blr=5e-4 layer_decay=0.8 mixup=0")
+                           help="any fine-tuning key, e.g. blr=5e-4 layer_decay=0.8 mixup=0 ckpt_every_steps=500")
             p.set_defaults(pool="avg")
         p.set_defaults(func=cmd_eval)
 
-    x = sub.add_parser("export", help="write the encoder as safetensors for timm.create_model")
-    x.add_argument("path", help="run directory (newest checkpoint) or checkpoint folder")
-    x.add_argument("--out", help="target .safetensors (default PATH/export/encoder.safetensors); a .json goes beside it")
+    x = sub.add_parser(
+        "export", help="write the encoder (--finetuned: the fine-tuned classifier) as safetensors for timm.create_model"
+    )
+    x.add_argument("path", help="run directory (newest checkpoint) or checkpoint folder; with --finetuned: run directory "
+                   "(its eval/finetune/), fine-tune directory or fine-tune result .json")
+    x.add_argument("--out", help="target .safetensors (default PATH/export/encoder.safetensors, with --finetuned "
+                   "PATH/export/classifier.safetensors); a .json goes beside it")
     x.add_argument("--weights", default="student", choices=["student", "teacher"], help="student (default) or HPM's EMA teacher")
+    x.add_argument("--finetuned", action="store_true",
+                   help="export the classifier of a finished `hpm eval finetune` (head included) instead of the encoder")
     x.set_defaults(func=cmd_export)
 
 

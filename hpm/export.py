@@ -7,6 +7,16 @@ The encoder's parameter names already follow timm (``patch_embed``, ``cls_token`
 token and the patches alike, so the buffer maps onto it unchanged and
 ``timm.create_model(timm_model, pretrained=False, **timm_kwargs)`` loads the file with
 ``strict=True`` and computes the same tokens.
+
+A fine-tuned classifier (``hpm eval finetune``) is exported whole, head included, as
+``classifier.safetensors`` + ``classifier.json``: the fine-tune writes them into its directory
+(``RUN/eval/finetune/``) when it finishes, and ``hpm export RUN --finetuned`` writes them again
+from the fine-tune's final checkpoint (default ``RUN/export/classifier.safetensors``). The
+JSON's ``timm_kwargs`` carry a ``pretrained_cfg`` describing the classifier (classes, input
+size, normalisation), so ``timm.create_model(timm_model, pretrained=True,
+pretrained_cfg_overlay=dict(file=...), **timm_kwargs)`` loads the local file with its head
+(timm drops a head whose class count differs from the pretrained config's) and downloads
+nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +27,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from safetensors.torch import save_file
+from torch import Tensor, nn
 
 from hpm.config import Config
-from hpm.engine.checkpoint import atomic_write_text, load_state, resolve_checkpoint
+from hpm.engine.checkpoint import atomic_write_text, latest_checkpoint, load_state, load_weights, resolve_checkpoint
 from hpm.errors import CheckpointError
 from hpm.eval.data import normalisation
 from hpm.eval.encoder import load_model_from_checkpoint
@@ -36,7 +47,8 @@ from hpm.models.timm_encoder import (  # re-exported: the public names of hpm ex
 
 __all__ = [
     "ENCODER_KEYS", "ENCODER_PREFIXES", "GENERIC_TIMM_NAME", "ExportResult", "build_timm_encoder",
-    "encoder_state_dict", "export_checkpoint", "export_encoder", "is_encoder_key", "timm_spec",
+    "encoder_state_dict", "export_checkpoint", "export_classifier", "export_encoder", "export_finetuned",
+    "find_finetune_dir", "is_encoder_key", "timm_spec",
 ]
 
 
@@ -72,15 +84,10 @@ def export_encoder(
     Raises:
         CheckpointError: ``out`` does not end in ``.safetensors``.
     """
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise CheckpointError(f"--out must name a .safetensors file, got {out}")
+    out = _safetensors_target(out)
     name, kwargs = timm_spec(model.cfg)
     state = encoder_state_dict(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "timm_model": name})
-    tmp.replace(out)
+    _write_weights(state, out, name)
     meta_path = out.with_suffix(".json")
     mean, std = normalisation(cfg.data, int(model.cfg.in_chans or 1))
     meta = {
@@ -117,3 +124,119 @@ def export_checkpoint(
         out = Path(path) / "export" / ("encoder.safetensors" if weights == "student" else "encoder_teacher.safetensors")
     source = {"checkpoint": str(ckpt), "step": int(load_state(ckpt).get("step", 0)), "weights": weights}
     return export_encoder(model, cfg, out, source)
+
+
+def _safetensors_target(out: str | Path) -> Path:
+    """``out`` as a path, checked to name a ``.safetensors`` file."""
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise CheckpointError(f"--out must name a .safetensors file, got {out}")
+    return out
+
+
+def _write_weights(state: dict[str, Tensor], out: Path, timm_model: str) -> None:
+    """Write a state dict as safetensors through a temporary file and a rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "timm_model": timm_model})
+    tmp.replace(out)
+
+
+def export_classifier(
+    model: nn.Module, spec: dict[str, Any], out: str | Path, source: dict[str, Any] | None = None
+) -> ExportResult:
+    """Write a fine-tuned timm classifier (head included) as ``out`` and ``out`` with suffix ``.json``.
+
+    Args:
+        model: The timm ``VisionTransformer`` classifier (``global_pool="avg"``).
+        spec: :func:`hpm.eval.finetune.classifier_spec`: ``timm_model``, ``timm_kwargs``
+            (with a ``pretrained_cfg`` that keeps the head on loading), ``mean``, ``std``,
+            ``class_names``.
+        out: Target ``.safetensors`` file; parent folders are created.
+        source: Provenance recorded in the JSON (fine-tune directory, step, top-1, encoder).
+
+    Raises:
+        CheckpointError: ``out`` does not end in ``.safetensors``.
+    """
+    out = _safetensors_target(out)
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    _write_weights(state, out, spec["timm_model"])
+    kwargs = spec["timm_kwargs"]
+    meta = {
+        "timm_model": spec["timm_model"],
+        "timm_kwargs": kwargs,
+        "weights": out.name,
+        "num_params": sum(v.numel() for v in state.values()),
+        "num_classes": kwargs["num_classes"],
+        "class_names": list(spec.get("class_names") or []),
+        "mean": list(spec["mean"]),
+        "std": list(spec["std"]),
+        "input_size": [kwargs["in_chans"], kwargs["img_size"], kwargs["img_size"]],
+        "load": (
+            "timm.create_model(timm_model, pretrained=True, pretrained_cfg_overlay=dict(file=<this .safetensors>), "
+            "**timm_kwargs); model(x) gives [B, num_classes] logits for images normalised with mean / std"
+        ),
+        "source": source or {},
+    }
+    meta_path = out.with_suffix(".json")
+    atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    return ExportResult(out, meta_path, spec["timm_model"], kwargs)
+
+
+def find_finetune_dir(path: str | Path) -> Path:
+    """The fine-tune directory meant by ``path``: ``PATH/eval/finetune/`` of a run directory, a
+    fine-tune directory itself (``checkpoints/`` of ``hpm eval finetune``) or a fine-tune's
+    result ``.json`` (its directory is the path without ``.json``).
+
+    Raises:
+        CheckpointError: No fine-tune there; the message lists where one was looked for.
+    """
+    p = Path(path)
+    candidates = [p.with_suffix("")] if p.suffix == ".json" else [p / "eval" / "finetune", p]
+    for folder in candidates:
+        ckpt = latest_checkpoint(folder)
+        if ckpt is not None and load_state(ckpt).get("kind") == "finetune":
+            return folder
+    raise CheckpointError(
+        f"{p} holds no fine-tune: expected {p / 'eval' / 'finetune'}/checkpoints/ (written by "
+        f"`hpm eval finetune {p}`), a fine-tune directory or a fine-tune result .json. A --random-init "
+        f"fine-tune is in {p / 'eval' / 'finetune_random_init'}, one with --out X.json in X/"
+    )
+
+
+def export_finetuned(path: str | Path, out: str | Path | None = None) -> ExportResult:
+    """``hpm export PATH --finetuned``: the classifier of a finished fine-tune, from its final checkpoint.
+
+    Args:
+        path: Run directory (its ``eval/finetune/``), fine-tune directory or fine-tune result ``.json``.
+        out: Target ``.safetensors`` (default ``PATH/export/classifier.safetensors``; for a
+            ``.json``, ``classifier.safetensors`` beside it).
+
+    Raises:
+        CheckpointError: No fine-tune found, an unfinished one, or unreadable weights.
+    """
+    import timm
+
+    folder = find_finetune_dir(path)
+    ckpt = latest_checkpoint(folder)
+    assert ckpt is not None  # find_finetune_dir checked
+    state = load_state(ckpt)
+    if "result" not in state:
+        raise CheckpointError(
+            f"the fine-tune in {folder} stopped at step {state['step']} of {state.get('total_steps', '?')}; "
+            "re-run the same `hpm eval finetune` command to finish it, then export"
+        )
+    spec = state["classifier"]
+    model = timm.create_model(spec["timm_model"], pretrained=False, **spec["timm_kwargs"])
+    load_weights(model, ckpt / "model.safetensors")
+    if out is None:
+        p = Path(path)
+        out = p.with_name("classifier.safetensors") if p.suffix == ".json" else p / "export" / "classifier.safetensors"
+    source = {
+        "finetune_dir": str(folder),
+        "checkpoint": str(ckpt),
+        "step": int(state["step"]),
+        "top1": state["result"]["top1"],
+        "encoder": state.get("setup", {}).get("source", {}).get("encoder"),
+    }
+    return export_classifier(model.eval(), spec, out, source)

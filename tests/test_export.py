@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,17 @@ import torch
 from safetensors.torch import load_file
 
 from hpm.cli import main
-from hpm.config import build_config
-from hpm.engine.checkpoint import latest_checkpoint
+from hpm.config import DataConfig, build_config
+from hpm.engine.checkpoint import latest_checkpoint, list_checkpoints
 from hpm.errors import CheckpointError
+from hpm.eval.data import build_eval_data
 from hpm.eval.encoder import load_model_from_checkpoint
-from hpm.export import build_timm_encoder, encoder_state_dict, export_checkpoint, timm_spec
+from hpm.eval.finetune import FinetuneConfig, classifier_spec, run_finetune
+from hpm.export import (
+    build_timm_encoder, encoder_state_dict, export_checkpoint, export_classifier, export_finetuned, timm_spec,
+)
 from hpm.models import build_model
-from tests.eval.conftest import save_random_run, tiny_config
+from tests.eval.conftest import save_random_run, tiny_config, write_image_folder
 
 
 def _timm_from_export(weights: Path) -> tuple[torch.nn.Module, dict]:
@@ -104,3 +109,85 @@ def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _timm_from_export(out)
     assert main(["export", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- fine-tuned classifier
+def _squares(root: Path) -> Path:
+    write_image_folder(root, {"left": 12, "right": 12, "top": 12})
+    write_image_folder(root, {"left": 4, "right": 4, "top": 4}, split="val", seed=1)
+    return root
+
+
+def _timm_classifier(weights: Path) -> tuple[torch.nn.Module, dict]:
+    """Load an exported classifier the documented way: a local file, nothing downloaded."""
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    model = timm.create_model(
+        meta["timm_model"], pretrained=True, pretrained_cfg_overlay=dict(file=str(weights)), **meta["timm_kwargs"]
+    )
+    return model.eval(), meta
+
+
+def test_finetuned_classifier_loads_in_timm_with_its_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a download attempt fails
+    data = build_eval_data(DataConfig(data_dir=str(_squares(tmp_path / "sq")), channels=1), 32, 1)
+    torch.manual_seed(0)
+    encoder = build_model(tiny_config().model)
+    cfg = FinetuneConfig(epochs=1, batch_size=12, num_workers=0, head_init_std=0.5)
+    _, model = run_finetune(encoder, data, cfg, torch.device("cpu"), "fp32", progress=False)
+    result = export_classifier(model, classifier_spec(encoder, data), tmp_path / "out" / "classifier.safetensors")
+    assert result.metadata == tmp_path / "out" / "classifier.json"
+    vit, meta = _timm_classifier(result.weights)
+    assert torch.equal(vit.head.weight, model.head.weight)  # the fine-tuned head, not a fresh one
+    x = torch.randn(5, 1, 32, 32)  # [B, C, H, W]
+    with torch.no_grad():
+        theirs, mine = vit(x), model.eval()(x)  # [5, 3] logits
+    assert theirs.shape == (5, 3) and (theirs - mine).abs().max() < 1e-5
+    kwargs = meta["timm_kwargs"]
+    assert (kwargs["num_classes"], kwargs["global_pool"], kwargs["in_chans"], kwargs["img_size"]) == (3, "avg", 1, 32)
+    assert (kwargs["patch_size"], kwargs["embed_dim"], kwargs["depth"], kwargs["num_heads"]) == (4, 32, 1, 2)
+    assert meta["class_names"] == ["left", "right", "top"] and meta["mean"] == [0.5] and meta["std"] == [0.5]
+    assert list(vit.pretrained_cfg["label_names"]) == meta["class_names"]
+    assert tuple(timm.data.resolve_data_config(model=vit)["mean"]) == (0.5,)  # timm finds the normalisation
+    assert set(load_file(str(result.weights))) == set(model.state_dict())  # timm names, head included
+
+
+def test_cli_finetune_writes_the_classifier_and_export_finetuned_rewrites_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run = save_random_run(tmp_path / "run", tiny_config())
+    root = _squares(tmp_path / "sq")
+    assert main(["export", str(run), "--finetuned"]) == 2
+    assert "holds no fine-tune" in capsys.readouterr().err
+    args = ["eval", "finetune", str(run), "--data-dir", str(root), "--epochs", "1", "--subset", "all",
+            "--test-subset", "all", "batch_size=12", "num_workers=0"]
+    assert main(args) == 0
+    ft_dir = run / "eval" / "finetune"
+    final = load_file(str(latest_checkpoint(ft_dir) / "model.safetensors"))
+    written = load_file(str(ft_dir / "classifier.safetensors"))
+    assert all(torch.equal(written[k], final[k]) for k in final) and set(written) == set(final)
+    capsys.readouterr()
+
+    assert main(["export", str(run), "--finetuned"]) == 0
+    assert "pretrained_cfg_overlay=dict(file=" in capsys.readouterr().out
+    vit, meta = _timm_classifier(run / "export" / "classifier.safetensors")
+    assert torch.equal(vit.head.bias, final["head.bias"]) and meta["source"]["step"] == 3
+    assert meta["source"]["finetune_dir"] == str(ft_dir) and meta["class_names"] == ["left", "right", "top"]
+    record = json.loads((run / "eval" / "finetune.json").read_text())
+    assert meta["source"]["top1"] == record["result"]["top1"]
+    out = tmp_path / "elsewhere" / "clf.safetensors"
+    assert main(["export", str(ft_dir), "--finetuned", "--out", str(out)]) == 0  # the fine-tune directory itself
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    assert main(["export", str(run), "--finetuned", "--weights", "teacher"]) == 2
+    assert "--weights applies to the encoder export" in capsys.readouterr().err
+
+
+def test_export_finetuned_refuses_an_unfinished_fine_tune(tmp_path: Path) -> None:
+    data = build_eval_data(DataConfig(data_dir=str(_squares(tmp_path / "sq")), channels=1), 32, 1)
+    cfg = FinetuneConfig(epochs=2, batch_size=12, num_workers=0)
+    encoder = build_model(tiny_config().model)
+    run_finetune(encoder, data, cfg, torch.device("cpu"), "fp32", progress=False, run_dir=tmp_path / "ft")
+    for ckpt in list_checkpoints(tmp_path / "ft")[1:]:
+        shutil.rmtree(ckpt)  # as if stopped after the first epoch
+    with pytest.raises(CheckpointError, match=r"stopped at step 3 of 6; re-run the same `hpm eval finetune`"):
+        export_finetuned(tmp_path / "ft")

@@ -16,7 +16,7 @@ from hpm.engine.precision import resolve_device, resolve_precision
 from hpm.errors import ConfigError
 from hpm.eval.data import EvalData, build_eval_data
 from hpm.eval.encoder import LoadedEncoder, Pool, Weights, load_encoder
-from hpm.eval.finetune import FinetuneConfig, run_finetune
+from hpm.eval.finetune import FinetuneConfig, classifier_spec, run_finetune
 from hpm.eval.knn import DEFAULT_KS, TEMPERATURE, run_knn
 from hpm.eval.linear import LinearProbeConfig, run_linear
 from hpm.eval.results import result_path, write_result
@@ -90,6 +90,38 @@ def _build_data(enc: LoadedEncoder, opts: EvalOptions, train_subset: int | None,
     )
 
 
+def finetune_dir_of(result_file: str | Path) -> Path:
+    """The fine-tune directory of a result file: its path without the suffix
+    (``X/eval/finetune.json`` -> ``X/eval/finetune/``; a name without suffix gets ``.d``); it
+    holds ``checkpoints/`` and the exported ``classifier.safetensors`` + ``classifier.json``."""
+    path = Path(result_file)
+    return path.with_suffix("") if path.suffix else path.with_name(path.name + ".d")
+
+
+def _finetune_source(enc: LoadedEncoder, data: EvalData, opts: EvalOptions) -> dict[str, Any]:
+    """What a fine-tune is of, compared when it resumes: the encoder (its checkpoint as an
+    absolute path), the data (with the folder it came from) and the subset seed."""
+    encoder = enc.describe()
+    if encoder["checkpoint"] is not None:
+        encoder["checkpoint"] = str(Path(encoder["checkpoint"]).resolve())
+    folder = opts.data_dir or opts.data_root
+    return {
+        "encoder": encoder,
+        "data": {**data.describe(), "folder": str(Path(folder).resolve()) if folder else None},
+        "subset_seed": opts.seed,
+    }
+
+
+def _export_classifier(
+    classifier: torch.nn.Module, enc: LoadedEncoder, data: EvalData, run_dir: Path, result: dict[str, Any]
+) -> None:
+    """Write the fine-tuned classifier as ``run_dir/classifier.safetensors`` + ``.json`` (for timm)."""
+    from hpm.export import export_classifier  # here: hpm.export imports this package
+
+    source = {"finetune_dir": str(run_dir), "step": result["steps"], "top1": result["top1"], "encoder": enc.describe()}
+    export_classifier(classifier, classifier_spec(enc.model, data), run_dir / "classifier.safetensors", source)
+
+
 def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | None = None) -> tuple[dict[str, Any], Path | None]:
     """Evaluate a checkpoint (or a random initialisation) with one protocol and save the result.
 
@@ -100,6 +132,9 @@ def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | No
 
     Returns:
         ``(record, file)``: the saved record and the JSON file (None on ranks other than 0).
+
+    A fine-tune keeps checkpoints in :func:`finetune_dir_of` the result file, resumes from them
+    when run again (a finished one only reports its result) and writes the classifier there.
 
     Raises:
         CheckpointError, ConfigError, DataError: With a message that says what to fix.
@@ -115,11 +150,17 @@ def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | No
     try:
         device = resolve_device(opts.device, dist.local_rank)
         enc = load_encoder(path, opts.random_init, opts.weights, opts.cfg, opts.img_size, opts.seed)
+        target = Path(opts.out or result_path(protocol, path, enc.weights, opts.pool, enc.cfg.model.preset))
         if protocol == "finetune":
             ft = opts.finetune
             precision = resolve_precision(ft.precision if opts.precision == "auto" else opts.precision, device)
             data = _build_data(enc, opts, ft.train_subset, ft.test_subset)
-            result, _ = run_finetune(enc.model, data, ft, device, precision, dist)
+            run_dir = finetune_dir_of(target)
+            result, classifier = run_finetune(
+                enc.model, data, ft, device, precision, dist, run_dir=run_dir, source=_finetune_source(enc, data, opts)
+            )
+            if dist.is_main:
+                _export_classifier(classifier, enc, data, run_dir, result)
         else:
             precision = resolve_precision(opts.precision, device)
             data = _build_data(enc, opts, opts.train_subset, opts.test_subset)
@@ -139,7 +180,6 @@ def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | No
         }
         if not dist.is_main:
             return record, None
-        target = opts.out or result_path(protocol, path, enc.weights, opts.pool, enc.cfg.model.preset)
         return record, write_result(target, record)
     finally:
         if protocol == "finetune":

@@ -68,6 +68,10 @@ def test_finetune_on_an_image_folder(random_run: Path, tmp_path: Path, capsys: p
     record = json.loads((random_run / "eval" / "finetune.json").read_text())
     assert record["data"]["dataset"] == "folder" and record["data"]["num_test"] == 8
     assert record["result"]["recipe"]["batch_size"] == 8 and record["result"]["steps"] == 2
+    ft_dir = random_run / "eval" / "finetune"  # the fine-tune directory: the result file without .json
+    assert latest_checkpoint(ft_dir).name == "step_00000002"
+    assert (ft_dir / "classifier.safetensors").is_file() and (ft_dir / "classifier.json").is_file()
+    assert latest_checkpoint(random_run).name == "step_00000007"  # the encoder's run is untouched
 
 
 # --------------------------------------------------------------------------- errors

@@ -43,6 +43,13 @@ def test_unknown_key_lists_the_valid_ones() -> None:
         build_finetune_config("vit_z")
 
 
+def test_ckpt_every_steps_is_positive_or_off() -> None:
+    assert FinetuneConfig().ckpt_every_steps is None  # checkpoints after each epoch only
+    assert build_finetune_config(overrides=["ckpt_every_steps=50"]).ckpt_every_steps == 50
+    with pytest.raises(ConfigError, match="ckpt_every_steps must be >= 1 or null"):
+        build_finetune_config(overrides=["ckpt_every_steps=0"])
+
+
 def test_mixup_needs_an_even_batch() -> None:
     with pytest.raises(ConfigError, match="batch_size must be even"):
         build_finetune_config(overrides={"batch_size": 33, "cutmix": 1.0})
