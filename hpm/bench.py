@@ -25,11 +25,12 @@ VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient", "random_predictor")
 # hpm: the paper's full-image teacher; hpm_masked: the teacher scores a random partial view;
 # hpm_efficient: that, with a shallow loss predictor (configs/ablations/efficient.yaml);
 # random_predictor: random masks, the predictor trained, no teacher (the objective alone).
+# The paper's loss predictor is as deep as the decoder (predictor_depth None).
 PREDICTOR_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "hpm": {"mask": {"strategy": "hpm", "teacher_view": "full"}},
-    "hpm_masked": {"mask": {"strategy": "hpm", "teacher_view": "masked"}},
+    "hpm": {"mask": {"strategy": "hpm", "teacher_view": "full"}, "model": {"predictor_depth": None}},
+    "hpm_masked": {"mask": {"strategy": "hpm", "teacher_view": "masked"}, "model": {"predictor_depth": None}},
     "hpm_efficient": {"mask": {"strategy": "hpm", "teacher_view": "masked"}, "model": {"predictor_depth": 1}},
-    "random_predictor": {"mask": {"strategy": "random"}},
+    "random_predictor": {"mask": {"strategy": "random"}, "model": {"predictor_depth": None}},
 }
 DEFAULT_VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient")
 

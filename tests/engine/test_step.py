@@ -18,7 +18,7 @@ L, K = 64, 48  # small preset: 8x8 patches, ratio 0.75
 def _cfg(strategy: str = "hpm", predictor: str = "relative", batch: int = 4, **extra):
     overrides = {
         "model": {"in_chans": 1, "depth": 2, "decoder_depth": 2},
-        "mask": {"strategy": strategy},
+        "mask": {"strategy": strategy, "teacher_view": "full"},  # the paper's teacher unless a test says otherwise
         "loss": {"predictor": predictor},
         "train": {"batch_size": batch, "seed": 3},
     }

@@ -65,7 +65,10 @@ def test_more_masks_cover_every_patch() -> None:
 
 
 def test_ranking_quality_is_one_for_a_perfect_predictor_and_minus_one_reversed(tmp_path: Path, monkeypatch) -> None:
-    run = save_random_run(tmp_path / "run", tiny_config())
+    from hpm.config import build_config
+
+    full_view = build_config(overrides={"model": tiny_config().model.model_dump(), "mask": {"teacher_view": "full"}})
+    run = save_random_run(tmp_path / "run", full_view)
     models = load_pretrained(run)
     imgs = torch.randn(4, 1, 32, 32)
     real, _ = real_patch_loss(models.student, imgs, num_masks=40, generator=torch.Generator().manual_seed(1))

@@ -238,7 +238,7 @@ def test_loss_predictor_gradient_reaches_encoder() -> None:
 def test_fused_attention_matches_plain_attention() -> None:
     model = _build(seed=11)
     attn = [m for m in model.modules() if hasattr(m, "fused_attn")]
-    assert len(attn) == 6 + 4 + 4  # encoder, reconstructor and predictor blocks
+    assert len(attn) == 6 + 4 + 1  # encoder, reconstructor and predictor blocks (default: one)
     imgs = _images(2, 1, 32, seed=12)
     masks = _masks(2, 64, seed=13)
     with torch.no_grad():

@@ -87,7 +87,8 @@ def test_real_loss_map_equals_an_independent_computation(tmp_path: Path) -> None
 
 
 def test_hpm_mask_and_reconstruction(tmp_path: Path) -> None:
-    models = load_pretrained(_run(tmp_path, "hpm"))
+    full_view = build_config(overrides={"model": tiny_config().model.model_dump(), "mask": {"teacher_view": "full"}})
+    models = load_pretrained(save_random_run(tmp_path / "hpm", full_view))
     imgs = _imgs(2)
     maps = compute_maps(models, imgs, MEAN, STD, num_masks=2, alpha=0.5)
     assert maps.predictor == "teacher"
