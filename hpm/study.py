@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hpm.config import Config, _deep_merge, config_from_dict, config_to_dict, load_yaml_file
+from hpm.config import Config, _deep_merge, config_from_dict, load_yaml_file
 from hpm.engine.checkpoint import atomic_write_text
 from hpm.engine.logger import LOG, read_metrics, setup_logging
 from hpm.errors import ConfigError

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,33 @@ def override_args(overrides: dict[str, Any]) -> list[str]:
 def pretrain_args(overrides: dict[str, Any]) -> list[str]:
     """``hpm pretrain`` arguments for a :func:`tiny_overrides` dict."""
     return ["pretrain", "--output-dir", overrides["output_dir"], *override_args(overrides)]
+
+
+def torchrun_worker(launcher: int, rank: int, timeout: float = 60) -> int:
+    """The pid of the worker with ``RANK=rank`` among the descendants of a torchrun process."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for pid in _descendants(launcher):
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"RANK={rank}".encode() in environ and f"LOCAL_RANK={rank}".encode() in environ:
+                return pid
+        time.sleep(0.05)
+    raise AssertionError(f"no worker with RANK={rank} under {launcher}")
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout.split("\n")
+    children: dict[int, list[int]] = {}
+    for line in out:
+        if line.strip():
+            p, pp = map(int, line.split())
+            children.setdefault(pp, []).append(p)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

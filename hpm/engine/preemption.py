@@ -18,6 +18,7 @@ import torch
 
 from hpm.engine import distributed as D
 from hpm.engine.logger import LOG
+from hpm.errors import Preempted
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -61,3 +62,13 @@ class StopSignals:
         if not D.is_distributed():
             return self.signum
         return int(D.all_reduce_max(torch.tensor([self.signum], device=device)).item())
+
+
+def preempted(what: str, signum: int, step: int, total_steps: int, where: object) -> Preempted:
+    """Log the stop and return the :class:`~hpm.errors.Preempted` to raise (``what``: e.g. "fine-tune")."""
+    message = (
+        f"{what} stopped by signal {signum} after step {step} of {total_steps}; checkpoint {where}. "
+        "Re-run the same command to resume from it."
+    )
+    LOG.warning(message)
+    return Preempted(message, signum)

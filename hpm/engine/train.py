@@ -32,9 +32,9 @@ from hpm.engine.ema import ema_decay_at
 from hpm.engine.logger import LOG, MetricsLogger, SkippedFiles, log_to_file, setup_logging
 from hpm.engine.optim import absolute_lr, build_lr_schedule, build_optimizer, effective_batch
 from hpm.engine.precision import Resolved, resolve_device, resolve_precision
-from hpm.engine.preemption import StopSignals, ignore_stop_signals
+from hpm.engine.preemption import StopSignals, ignore_stop_signals, preempted
 from hpm.engine.step import PretrainStep
-from hpm.errors import ConfigError, DataError, NonFiniteLossError, Preempted
+from hpm.errors import ConfigError, DataError, NonFiniteLossError
 from hpm.masking import alpha_at, num_hard_patches
 from hpm.models import build_model
 from hpm.models.mae import MaskedAutoencoder
@@ -254,12 +254,7 @@ def stop_if_asked(run: Pretraining, log: "StepLog", stop: StopSignals) -> None:
         checkpoint(run, log)
     run.metrics.close()
     where = run.last_ckpt if run.dist.is_main else "rank 0's run directory"
-    message = (
-        f"stopped by signal {signum} after step {run.step} of {run.total_steps}; checkpoint {where}. "
-        "Re-run the same command to resume from it."
-    )
-    LOG.warning(message)
-    raise Preempted(message, signum)
+    raise preempted("training", signum, run.step, run.total_steps, where)
 
 
 class StepLog:

@@ -68,9 +68,9 @@ from hpm.engine.checkpoint import latest_checkpoint, load_state, load_weights, r
 from hpm.engine.logger import LOG
 from hpm.engine.optim import build_lr_schedule
 from hpm.engine.precision import Resolved, autocast
-from hpm.engine.preemption import StopSignals, ignore_stop_signals
+from hpm.engine.preemption import StopSignals, ignore_stop_signals, preempted
 from hpm.engine.train import TrainClock
-from hpm.errors import CheckpointError, ConfigError, NonFiniteLossError, Preempted
+from hpm.errors import CheckpointError, ConfigError, NonFiniteLossError
 from hpm.eval.data import EvalData
 from hpm.models.timm_encoder import build_timm_encoder, timm_spec
 from hpm.models.mae import MaskedAutoencoder
@@ -675,12 +675,7 @@ def _stop_if_asked(run: _Finetuning, stop: StopSignals | None) -> None:
     if run.last_ckpt_step != run.step:
         _checkpoint(run)
     where = run.last_ckpt if run.dist.is_main else "rank 0's fine-tune directory"
-    message = (
-        f"fine-tune stopped by signal {signum} after step {run.step} of {run.total_steps}; checkpoint {where}. "
-        "Re-run the same command to resume from it."
-    )
-    LOG.warning(message)
-    raise Preempted(message, signum)
+    raise preempted("fine-tune", signum, run.step, run.total_steps, where)
 
 
 # ------------------------------------------------------------------ resumption

@@ -17,7 +17,7 @@ from hpm.config import build_config
 from hpm.engine.checkpoint import latest_checkpoint, load_state
 from hpm.engine.logger import read_metrics
 from hpm.engine.train import pretrain
-from tests.conftest import needs_fmnist, pretrain_args, tiny_overrides
+from tests.conftest import needs_fmnist, pretrain_args, tiny_overrides, torchrun_worker
 
 STEPS = 3 * (512 // 32)  # 3 epochs of 16 steps
 
@@ -86,7 +86,7 @@ def test_stop_signal_to_one_of_two_gloo_processes_stops_both_at_the_same_step(tm
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpm.cli", *pretrain_args(ddp)]
     proc = subprocess.Popen(launch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_step(run, proc, 5)
-    rank1 = _worker_with_rank(proc.pid, 1)
+    rank1 = torchrun_worker(proc.pid, 1)
     os.kill(rank1, signal.SIGTERM)  # only rank 1 hears it: the ranks must agree to stop together
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "143" in err, err[-3000:]
@@ -99,33 +99,3 @@ def test_stop_signal_to_one_of_two_gloo_processes_stops_both_at_the_same_step(tm
     assert [s for s, _ in got] == [s for s, _ in reference]
     # 2 processes vs 1 differ only in float summation order (see test_distributed.py)
     np.testing.assert_allclose([v for _, v in got], [v for _, v in reference], rtol=1e-4)
-
-
-def _worker_with_rank(launcher: int, rank: int, timeout: float = 30) -> int:
-    """The pid of torchrun's worker whose environment has RANK=rank."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for pid in _descendants(launcher):
-            try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if f"RANK={rank}".encode() in environ and b"LOCAL_RANK=" + str(rank).encode() in environ:
-                return pid
-        time.sleep(0.05)
-    raise AssertionError(f"no worker with RANK={rank} under {launcher}")
-
-
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout.split("\n")
-    children: dict[int, list[int]] = {}
-    for line in out:
-        if line.strip():
-            p, pp = map(int, line.split())
-            children.setdefault(pp, []).append(p)
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found

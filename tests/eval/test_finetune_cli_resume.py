@@ -17,7 +17,7 @@ import torch
 
 from hpm.cli import main
 from hpm.engine.checkpoint import latest_checkpoint, list_checkpoints, load_state
-from tests.conftest import needs_fmnist
+from tests.conftest import needs_fmnist, torchrun_worker
 from tests.eval.conftest import save_random_run, tiny_config, write_image_folder
 
 STEPS = 2 * (1200 // 16)  # 2 epochs of 75 steps
@@ -141,35 +141,6 @@ def test_cli_refuses_another_recipe_and_reports_a_finished_fine_tune(
     assert "source.encoder.checkpoint" in capsys.readouterr().err
 
 
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout.split("\n")
-    children: dict[int, list[int]] = {}
-    for line in filter(str.strip, out):
-        p, pp = map(int, line.split())
-        children.setdefault(pp, []).append(p)
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _rank_pid(launcher: int, rank: int, timeout: float = 60) -> int:
-    """The pid of torchrun's worker with RANK=rank."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for pid in _descendants(launcher):
-            try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if f"RANK={rank}".encode() in environ and f"LOCAL_RANK={rank}".encode() in environ:
-                return pid
-        time.sleep(0.05)
-    raise AssertionError(f"no worker with RANK={rank} under {launcher}")
-
-
 @pytest.mark.slow
 @needs_fmnist
 def test_two_processes_stopped_by_a_signal_to_one_resume_bit_identically(encoder_run: Path, tmp_path: Path) -> None:
@@ -183,7 +154,7 @@ def test_two_processes_stopped_by_a_signal_to_one_resume_bit_identically(encoder
     proc = subprocess.Popen([*launch, *_args(encoder_run, out)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(tmp_path / "ft", proc, 5)
-    os.kill(_rank_pid(proc.pid, 1), signal.SIGTERM)  # only rank 1 hears it: both stop at the same step
+    os.kill(torchrun_worker(proc.pid, 1), signal.SIGTERM)  # only rank 1 hears it: both stop at the same step
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0 and "exitcode: 143" in err, err[-3000:]
     stopped_at = load_state(latest_checkpoint(tmp_path / "ft"))["step"]
