@@ -101,6 +101,11 @@ class MaskConfig(_Section):
         return self
 
     @property
+    def view_ratio(self) -> float:
+        """Share of the patches each masked teacher view hides (``teacher_ratio``, else ``ratio``)."""
+        return self.teacher_ratio if self.teacher_ratio is not None else self.ratio
+
+    @property
     def max_alpha(self) -> float:
         """The largest alpha the schedule reaches."""
         return self.alpha if self.schedule == "fixed" else max(self.alpha_start, self.alpha_end)

@@ -314,11 +314,8 @@ def archived_runs(spec: StudySpec) -> dict[tuple[str, int], dict[str, Any]]:
     """Per-run figures of the last report (``report_dir/results.json``) whose run directories are
     gone, e.g. on a new machine: the study keeps them in its report and does not retrain them
     (delete a run's entry from results.json to retrain it)."""
-    prev = _read_json(Path(spec.report_dir) / "results.json") or {}
-    if prev.get("study") != spec.name:
-        return {}
     out = {}
-    for r in prev.get("runs", []):
+    for r in _previous_report(spec).get("runs", []):
         if not _done_file(run_dir(spec, r["variant"], r["seed"])).is_file():
             full = r.get("teacher_rank_spearman") is not None  # reports before teacher_view: full view
             defaults = {"teacher_top25_train": None, "teacher_view": "full" if full else None,
@@ -329,8 +326,13 @@ def archived_runs(spec: StudySpec) -> dict[tuple[str, int], dict[str, Any]]:
 
 
 def _archived_floors(spec: StudySpec) -> dict[str, dict[str, Any]]:
+    return _previous_report(spec).get("floors", {})
+
+
+def _previous_report(spec: StudySpec) -> dict[str, Any]:
+    """The study's last ``results.json`` (empty if missing or written by another study)."""
     prev = _read_json(Path(spec.report_dir) / "results.json") or {}
-    return prev.get("floors", {}) if prev.get("study") == spec.name else {}
+    return prev if prev.get("study") == spec.name else {}
 
 
 def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | None = None) -> Path:

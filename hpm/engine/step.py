@@ -104,7 +104,7 @@ class PretrainStep:
         mc = cfg.mask
         self.teacher_view = mc.teacher_view
         self.teacher_views = mc.teacher_views
-        self.teacher_num_mask = num_masked(self.num_patches, mc.teacher_ratio or mc.ratio)
+        self.teacher_num_mask = num_masked(self.num_patches, mc.view_ratio)
         if self.uses_teacher and self.teacher_view == "masked":
             keep = self.num_patches - self.teacher_num_mask
             if self.teacher_views * keep > self.num_patches:

@@ -71,8 +71,7 @@ def _masked_views(
     for _ in range(num_masks):
         noise = torch.rand(n, num_patches, generator=generator).to(imgs.device)  # [N, L]
         ids = random_mask(noise, k)
-        ids_restore = torch.argsort(torch.cat([ids.ids_keep, ids.ids_mask], dim=1), dim=1)  # [N, L]
-        yield ids.ids_mask, model.forward_decoder_input(model.forward_encoder(imgs, ids.ids_keep), ids_restore)
+        yield ids.ids_mask, model.forward_masked_input(imgs, ids.ids_keep, ids.ids_mask)
 
 
 def _random_mask_losses(
@@ -199,7 +198,7 @@ def teacher_patch_scores(
     if mc.teacher_view == "full":
         return predicted_patch_loss(model, imgs)
     noise = torch.rand(imgs.shape[0], model.num_patches, generator=generator).to(imgs.device)  # [N, L]
-    views = teacher_views(noise, num_masked(model.num_patches, mc.teacher_ratio or mc.ratio), mc.teacher_views)
+    views = teacher_views(noise, num_masked(model.num_patches, mc.view_ratio), mc.teacher_views)
     return score_teacher_views(model, imgs, views)
 
 
