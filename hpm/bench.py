@@ -1,19 +1,28 @@
 """``hpm bench``: time one training step of MAE and HPM, with FLOPs and MFU.
 
+``--target hog,ema,model`` adds, for every variant, the same step with that reconstruction
+target (``<variant>+<target>``) and reports its step time over the variant's norm-pix step
+(``<variant>+<target>_over_<variant>``). A ``model`` target without ``--target-weights`` is a
+randomly initialised copy of the student's encoder, exported to a temporary file: the cost of
+a feature target depends on its architecture, not on its weights.
+
 MFU is measured against the matrix-multiply peak of the same precision on the same device,
 timed in the same run (a large square matmul), so the ratio does not depend on a datasheet.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hpm.config import Config, _deep_merge, config_from_dict
+from hpm.losses.targets import build_target, resolve_target_dim
 from hpm.engine.optim import build_optimizer
 from hpm.engine.precision import DTYPES, Resolved, resolve_device, resolve_precision
 from hpm.engine.step import PretrainStep
@@ -121,9 +130,12 @@ class _Variant:
     def __init__(self, cfg: Config, device: torch.device, precision: Resolved) -> None:
         torch.manual_seed(cfg.train.seed)
         self.cfg = cfg
-        model = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none").to(device)
+        target = build_target(cfg, device)
+        cfg = resolve_target_dim(cfg, target)
+        self.cfg = cfg
+        model = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none", target_dim=cfg.loss.target_dim).to(device)
         optimizer = build_optimizer(model, cfg.train, lr=1e-4)
-        self.step_fn = PretrainStep(cfg, model, optimizer, device, precision)
+        self.step_fn = PretrainStep(cfg, model, optimizer, device, precision, target=target)
         m = cfg.model
         self.images = torch.randn(  # [N, C, H, W]
             cfg.train.batch_size, m.in_chans, m.img_size, m.img_size, device=device
@@ -207,8 +219,15 @@ def run_bench(
     steps: int = 5,
     warmup: int = 2,
     mask: str = "random",
+    targets: list[str] | None = None,
+    target_weights: str | None = None,
 ) -> dict[str, Any]:
-    """Benchmark each variant at each precision; returns the JSON-ready result."""
+    """Benchmark each variant at each precision; returns the JSON-ready result.
+
+    Args:
+        targets: Reconstruction targets (``loss.target``) to time beside each variant's norm-pix step.
+        target_weights: The weights of a ``model`` target (default: a random copy of the encoder).
+    """
     device = resolve_device(cfg.train.device)
     resolved = [resolve_precision(p, device) for p in precisions]
     if cfg.model.in_chans is None:
@@ -222,16 +241,23 @@ def run_bench(
         "peak_gflops": {},
     }
     cfgs = {v: variant_config(cfg, v, mask) for v in variants}
-    for prec in resolved:
-        peak, results = bench_precision(cfgs, device, prec, steps, warmup)
-        result["peak_gflops"][prec] = peak
-        for name, r in results.items():
-            result.setdefault(name, {})[prec] = r.as_dict()
+    with tempfile.TemporaryDirectory(prefix="hpm_bench_") as tmp:
+        for target in targets or []:
+            for v in variants:
+                cfgs[f"{v}+{target}"] = _with_target(cfgs[v], target, target_weights, Path(tmp))
+        result["targets"] = {t: _describe_target(cfgs[f"{variants[0]}+{t}"], target_weights) for t in targets or []}
+        _bench_all(result, cfgs, device, resolved, steps, warmup)
+
     for name in PREDICTOR_VARIANTS:
         if "mae" in variants and name in variants:
             result[f"{name}_over_mae"] = {
                 p: result[name][p]["step_s"] / result["mae"][p]["step_s"] for p in resolved
             }
+    for name in cfgs:
+        if "+" in name:
+            base = name.split("+")[0]
+            result[f"{name}_over_{base}"] = {p: result[name][p]["step_s"] / result[base][p]["step_s"] for p in resolved}
+    result["variants"] = list(cfgs)
     if "mae" in variants and "hpm" in variants:
         if "fp32" in resolved and "bf16" in resolved:
             result["hpm_bf16_over_mae_fp32"] = result["hpm"]["bf16"]["step_s"] / result["mae"]["fp32"]["step_s"]
@@ -239,6 +265,49 @@ def run_bench(
         for prec, r in result[name].items():
             r["mask_share"] = r["phases_s"].get("masks", 0.0) / r["step_s"]
     return result
+
+
+def _bench_all(
+    result: dict[str, Any], cfgs: dict[str, Config], device: torch.device, precisions: list[Resolved], steps: int,
+    warmup: int,
+) -> None:
+    for prec in precisions:
+        peak, results = bench_precision(cfgs, device, prec, steps, warmup)
+        result["peak_gflops"][prec] = peak
+        for name, r in results.items():
+            result.setdefault(name, {})[prec] = r.as_dict()
+
+
+def _with_target(cfg: Config, target: str, weights: str | None, tmp: Path) -> Config:
+    """``cfg`` with ``loss.target=target``; a ``model`` target without weights gets a randomly
+    initialised copy of the student's encoder, exported into ``tmp``."""
+    raw = cfg.model_dump(mode="json")
+    raw["loss"].update(target=target, target_dim=None)
+    if target == "model":
+        if weights is None:
+            from hpm.export import export_encoder
+
+            file = tmp / "random_encoder.safetensors"
+            if not file.is_file():
+                torch.manual_seed(0)
+                chans = int(cfg.model.in_chans or 3)
+                base = cfg.model_dump(mode="json")
+                meta_cfg = config_from_dict({**base, "data": {**base["data"], "mean": [0.5] * chans, "std": [0.5] * chans}})
+                export_encoder(build_model(cfg.model, loss_predictor=False), meta_cfg, file)
+            weights = str(file)
+        raw["loss"]["target_weights"] = weights
+    return config_from_dict(raw)
+
+
+def _describe_target(cfg: Config, weights: str | None) -> str:
+    lc = cfg.loss
+    if lc.target == "hog":
+        return f"HOG, {lc.hog_bins} bins, {lc.hog_cell or 'half-patch'} px cells"
+    if lc.target == "ema":
+        return "EMA teacher encoder features (full image)"
+    if lc.target == "model":
+        return f"frozen model {weights}" if weights else "frozen model: a random copy of the student's encoder (timing only)"
+    return lc.target
 
 
 def format_bench(result: dict[str, Any]) -> str:
@@ -249,7 +318,7 @@ def format_bench(result: dict[str, Any]) -> str:
         "matmul peak: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in result["peak_gflops"].items()),
         f"{'variant':16} {'prec':5} {'step s':>8} {'img/s':>8} {'GFLOP':>8} {'MFU':>6}  phases (s)",
     ]
-    for variant in VARIANTS:
+    for variant in result.get("variants", VARIANTS):
         for prec, r in result.get(variant, {}).items():
             phases = " ".join(f"{k}={v:.3f}" for k, v in r["phases_s"].items())
             mem = f" peak mem {r['peak_mem_gb']:.1f} GiB" if "peak_mem_gb" in r else ""
@@ -260,6 +329,13 @@ def format_bench(result: dict[str, Any]) -> str:
     for name in PREDICTOR_VARIANTS:
         for prec, ratio in result.get(f"{name}_over_mae", {}).items():
             lines.append(f"{name} / mae step time ({prec}): {ratio:.2f}x")
+    for name in result.get("variants", []):
+        if "+" in name:
+            base = name.split("+")[0]
+            for prec, ratio in result[f"{name}_over_{base}"].items():
+                lines.append(f"{name} / {base} (norm-pix) step time ({prec}): {ratio:.2f}x")
+    for target, text in result.get("targets", {}).items():
+        lines.append(f"target {target}: {text}")
     if "hpm_bf16_over_mae_fp32" in result:
         lines.append(f"HPM bf16 / MAE fp32 step time: {result['hpm_bf16_over_mae_fp32']:.2f}x")
     return "\n".join(lines)

@@ -37,6 +37,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "mask": ("mask", "strategy"),
         "loss_predictor": ("loss", "predictor"),
         "teacher_view": ("mask", "teacher_view"),
+        "target": ("loss", "target"),
         "data_dir": ("data", "data_dir"),
         "data_root": ("data", "root"),
     }
@@ -67,6 +68,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from hpm.bench import format_bench, run_bench
     from hpm.config import build_config
+    from hpm.errors import ConfigError
 
     precisions = [p.strip() for p in (args.precision or "auto").split(",") if p.strip()]
     args.precision = None  # a list here, not one config value
@@ -74,7 +76,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     overrides.setdefault("train", {}).setdefault("batch_size", 8)
     cfg = build_config(args.config, overrides)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    result = run_bench(cfg, precisions, variants, args.steps, args.warmup, args.mask)
+    targets = [t.strip() for t in (args.bench_targets or "").split(",") if t.strip()]
+    bad = sorted(set(targets) - {"norm_pix", "pix", "hog", "ema", "model"})
+    if bad:
+        raise ConfigError(f"unknown --target {', '.join(bad)}; valid: pix, hog, ema, model")
+    result = run_bench(cfg, precisions, variants, args.steps, args.warmup, args.mask, targets, args.target_weights)
     print(json.dumps(result, indent=2) if args.json else format_bench(result))
     return 0
 
@@ -360,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", type=int, help="seeded, class-balanced subset of N training images")
     p.add_argument("--mask", choices=["random", "block", "hpm"])
     p.add_argument("--loss-predictor", choices=["relative", "absolute", "none"])
+    p.add_argument("--target", choices=["norm_pix", "pix", "hog", "ema", "model"],
+                   help="reconstruction target (default norm_pix); model needs loss.target_weights=FILE")
     p.add_argument("--teacher-view", choices=["full", "masked"],
                    help="what HPM's EMA teacher scores: the whole image (the paper's) or random partial views")
     p.add_argument("--data-dir", help="ImageFolder root with train/ (and optional val/)")
@@ -374,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--variants", default="mae,hpm,hpm_masked,hpm_efficient",
                    help="comma-separated: mae, hpm (full-view teacher), hpm_masked, hpm_efficient, "
                         "random_predictor (random masks + loss predictor, no teacher)")
+    b.add_argument("--target", dest="bench_targets", metavar="T[,T...]",
+                   help="also time each variant with these reconstruction targets (pix, hog, ema, model) "
+                        "and report the step-time ratio to its norm-pix step")
+    b.add_argument("--target-weights", help="weights of the model target (default: a random copy of the encoder)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench, precision=None)
 

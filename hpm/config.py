@@ -43,7 +43,9 @@ class ModelConfig(_Section):
     # mode, as good as the paper's depth on the bundled data at a fraction of the cost (docs/study.md)
     predictor_depth: int | None = 1
     predictor_num_heads: int | None = None  # None: same as decoder_num_heads
-    norm_pix_loss: bool = True
+    # the old spelling of the pixel targets, kept so that older run configs load: false means
+    # loss.target=pix; resolved into loss.target and then cleared (see Config)
+    norm_pix_loss: bool | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
@@ -111,11 +113,40 @@ class MaskConfig(_Section):
         return self.alpha if self.schedule == "fixed" else max(self.alpha_start, self.alpha_end)
 
 
+TargetName = Literal["norm_pix", "pix", "hog", "ema", "model"]
+
+
 class LossConfig(_Section):
-    """Loss-prediction objective and its weight lambda."""
+    """Reconstruction target, loss-prediction objective and its weight lambda."""
 
     predictor: Literal["relative", "absolute", "none"] = "relative"
     weight: float = 1.0
+    # what the reconstructor predicts for a masked patch (hpm/losses/targets.py): pixels
+    # normalised per patch (MAE's default) or not, HOG (MaskFeat), features of the EMA teacher's
+    # encoder (ema) or of a frozen timm model read from a local file (model)
+    target: TargetName = "norm_pix"
+    hog_bins: int = 9  # orientation bins over [0, 180) degrees
+    hog_cell: int | None = None  # cell side in px; None: half the patch (2 px at patch 4, 8 px at 16)
+    target_model: str | None = None  # model: a timm name (None: the one in the weights' hpm export JSON)
+    target_weights: str | None = None  # model: a local .safetensors / .pth file (an `hpm export` file works)
+    target_dim: int | None = None  # resolved at start: the width of one patch's target (do not set)
+
+    @model_validator(mode="after")
+    def _check(self) -> "LossConfig":
+        if self.hog_bins < 1:
+            raise ValueError(f"hog_bins must be >= 1, got {self.hog_bins}")
+        if self.hog_cell is not None and self.hog_cell < 1:
+            raise ValueError(f"hog_cell must be >= 1 or null, got {self.hog_cell}")
+        if self.target == "model" and not self.target_weights:
+            raise ValueError(
+                "loss.target=model needs loss.target_weights=FILE (a .safetensors or .pth file on this "
+                "machine, e.g. the encoder.safetensors that `hpm export RUN` writes); nothing is downloaded"
+            )
+        if self.target != "model" and (self.target_model or self.target_weights):
+            raise ValueError(
+                f"loss.target_model / loss.target_weights are only read with loss.target=model (got target={self.target})"
+            )
+        return self
 
 
 class EmaConfig(_Section):
@@ -214,6 +245,15 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     output_dir: str = "runs/pretrain"
+
+    @model_validator(mode="after")
+    def _old_norm_pix_key(self) -> "Config":
+        """``model.norm_pix_loss=false`` (older configs) is ``loss.target=pix``; the key is then cleared."""
+        if self.model.norm_pix_loss is not None:
+            if self.model.norm_pix_loss is False and self.loss.target == "norm_pix":
+                self.loss.target = "pix"
+            self.model.norm_pix_loss = None
+        return self
 
 
 # Shapes follow MAE / HPM: ViT encoders from timm, decoder 512 wide x 8 blocks x 16 heads.

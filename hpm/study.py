@@ -46,6 +46,9 @@ class VariantSpec(_Strict):
     # measured in this study (time_reference: a finished run of this variant's own recipe)
     match_time_of: str | None = None
     time_reference: str | None = None  # a variant with this one's recipe: its measured speed sets the epochs
+    # a finished run of another study to report here instead of training one, e.g.
+    # runs/study/fmnist_reference/mae/seed_{seed}; it is evaluated in place (same eval settings)
+    reuse: str | None = None
     description: str = ""
 
 
@@ -91,6 +94,8 @@ class StudySpec(_Strict):
                     raise ValueError(f"variant {v.name!r} refers to unknown variant {ref!r}")
             if (v.match_time_of is None) != (v.time_reference is None):
                 raise ValueError(f"variant {v.name!r}: give both match_time_of and time_reference")
+            if v.reuse is not None and len(v.seeds) > 1 and "{seed}" not in v.reuse:
+                raise ValueError(f"variant {v.name!r}: reuse must contain {{seed}} for several seeds")
             if not set(v.finetune_seeds) <= set(v.seeds):
                 raise ValueError(f"variant {v.name!r}: finetune_seeds must be among its seeds")
         unknown = sorted(set(self.compare_to) - set(names))
@@ -146,6 +151,10 @@ def variant_config(spec: StudySpec, variant: VariantSpec, seed: int, epochs: int
 
 
 def run_dir(spec: StudySpec, name: str, seed: int) -> Path:
+    """Where a variant's run of a seed lives: in the study's runs_dir, or the reused run."""
+    variant = next((v for v in spec.variants if v.name == name), None)
+    if variant is not None and variant.reuse is not None:
+        return Path(variant.reuse.format(seed=seed))
     return Path(spec.runs_dir) / name / f"seed_{seed}"
 
 
@@ -370,6 +379,10 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
                 deferred.append(job)
                 continue
         if not _done_file(job.run_dir).is_file():
+            if job.variant.reuse is not None:
+                LOG.warning("study %s: %s / seed %d reuses %s, which has not finished; run it in its own study",
+                            spec.name, job.variant.name, job.seed, job.run_dir)
+                continue
             if max_jobs is not None and started >= max_jobs:
                 continue  # start no more runs; finished ones further on are still evaluated
             started += 1

@@ -107,3 +107,20 @@ def test_visualize_and_plot_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "none of the plotted metrics" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["visualize", str(tmp_path), "--indices", "a,b"])
+
+
+def test_bench_target_reports_the_ratio_to_the_norm_pix_step(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([
+        "bench", "--variants", "mae", "--target", "hog,ema,model", "--batch-size", "2", "--steps", "1",
+        "--warmup", "0", "--precision", "fp32", "--json", "model.depth=1", "model.decoder_depth=1",
+    ])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["variants"] == ["mae", "mae+hog", "mae+ema", "mae+model"]
+    for target in ("hog", "ema", "model"):
+        assert result[f"mae+{target}_over_mae"]["fp32"] > 0
+    assert "random copy" in result["targets"]["model"]
+    # the feature targets add an encoder pass: more FLOPs than the pixel step
+    assert result["mae+ema"]["fp32"]["gflop_per_step"] > result["mae"]["fp32"]["gflop_per_step"]
+    assert main(["bench", "--target", "colour"]) == 2
+    assert "unknown --target colour" in capsys.readouterr().err

@@ -246,3 +246,26 @@ def test_seed_differences_pair_runs_of_the_same_seed() -> None:
                           "differences": diffs})
     assert "| new | 0 | +2.50 | -1.00 |" in text and "| new | 1 | -1.00 | – |" in text
     assert "| new | 2 |" not in text  # nothing to compare
+
+
+@needs_fmnist
+def test_a_variant_can_reuse_another_studys_finished_run(tmp_path: Path) -> None:
+    """The target study reports the reference study's norm-pix runs beside its own, untrained."""
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    first = load_study(_write_study(tmp_path / "a", [{"name": "mae", "config": "configs/ablations/mae.yaml"}]))
+    run_study(first)
+    reused = tmp_path / "a" / "runs" / "mae" / "seed_{seed}"
+    second = load_study(_write_study(tmp_path / "b", [
+        {"name": "mae_norm_pix", "config": "configs/ablations/mae.yaml", "reuse": str(reused)},
+        {"name": "mae_hog", "config": "configs/ablations/mae.yaml", "overrides": {"loss": {"target": "hog"}}},
+        {"name": "gone", "config": "configs/ablations/mae.yaml", "reuse": str(tmp_path / "nowhere" / "seed_{seed}")},
+    ], compare_to=["mae_norm_pix"]))
+    assert plan(second)[0].run_dir == tmp_path / "a" / "runs" / "mae" / "seed_0"
+    run_study(second)
+    assert not (tmp_path / "b" / "runs" / "mae_norm_pix").exists() and not (tmp_path / "nowhere").exists()
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "b" / "report" / "results.json").read_text())["runs"]}
+    original = json.loads((tmp_path / "a" / "report" / "results.json").read_text())["runs"][0]
+    assert rows["mae_norm_pix"]["knn_top1"] == original["knn_top1"]  # the same run, evaluated once
+    assert rows["mae_hog"]["knn_top1"] is not None and "gone" not in rows
+    assert yaml.safe_load((tmp_path / "b" / "runs" / "mae_hog" / "seed_0" / "config.yaml").read_text())["loss"]["target"] == "hog"

@@ -1,8 +1,9 @@
 """One pre-training step, shared by the training loop and the benchmark.
 
 Stages in pipeline order: ``generate_mask`` (teacher scores on the full image or on random
-partial views, ``mask.teacher_view``, then the masking strategy), ``forward_backward`` (student forward, losses, backward) and
-``optimizer_step`` (clip, AdamW, EMA update of the teacher).
+partial views, ``mask.teacher_view``, then the masking strategy), ``forward_backward`` (the
+reconstruction targets of ``loss.target``, student forward, losses, backward) and
+``optimizer_step`` (clip, AdamW, EMA update of the teacher, which an ``ema`` target also keeps).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from hpm.engine.ema import EmaUpdater, build_teacher
 from hpm.engine.precision import Resolved, autocast, prefer_fused_attention
 from hpm.engine.ranking import chosen_overlap, masked_spearman, spearman, top_fraction_overlap
 from hpm.errors import ConfigError
-from hpm.losses import loss_prediction_loss, patch_targets, reconstruction_loss
+from hpm.losses import loss_prediction_loss, reconstruction_loss
+from hpm.losses.targets import PatchTarget, build_target
 from hpm.masking import (
     MaskIds, block_mask, hard_patch_mask, num_hard_patches, num_masked, random_mask, score_teacher_views,
     teacher_views,
@@ -68,6 +70,8 @@ class PretrainStep:
             randomness is drawn for the whole global batch so that any number of ranks
             sees the same masks as one process).
         ddp_model: the DDP wrapper, if any.
+        target: the reconstruction target (default: built from ``cfg.loss``; pass one already
+            built to load a ``model`` target's weights once).
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class PretrainStep:
         rank: int = 0,
         world_size: int = 1,
         ddp_model: nn.Module | None = None,
+        target: PatchTarget | None = None,
     ) -> None:
         self.cfg = cfg
         self.model = model
@@ -101,28 +106,22 @@ class PretrainStep:
                 "mask.strategy=hpm needs a loss predictor to score patches; "
                 "set loss.predictor=relative or absolute (or use mask.strategy=random)"
             )
-        mc = cfg.mask
-        self.teacher_view = mc.teacher_view
-        self.teacher_views = mc.teacher_views
-        self.teacher_num_mask = num_masked(self.num_patches, mc.view_ratio)
+        self.teacher_view = cfg.mask.teacher_view
+        self.teacher_views = cfg.mask.teacher_views
+        self.teacher_num_mask = num_masked(self.num_patches, cfg.mask.view_ratio)
         if self.uses_teacher and self.teacher_view == "masked":
-            keep = self.num_patches - self.teacher_num_mask
-            if self.teacher_views * keep > self.num_patches:
-                raise ConfigError(
-                    f"mask.teacher_views={self.teacher_views} views of {keep} visible patches do not fit in "
-                    f"{self.num_patches} patches; lower mask.teacher_views or raise mask.teacher_ratio"
-                )
-            most_hard = num_hard_patches(self.num_mask, mc.max_alpha)
-            if self.teacher_views == 1 and most_hard > self.teacher_num_mask:
-                raise ConfigError(
-                    f"alpha up to {mc.max_alpha} asks for {most_hard} hard patches, but one teacher view "
-                    f"scores only the {self.teacher_num_mask} patches it hides; raise mask.teacher_ratio "
-                    "or set mask.teacher_views=2 (every patch scored)"
-                )
+            self._check_teacher_views()
+        self.target = (target or build_target(cfg, device)).to(device)
+        if self.target.dim != model.target_dim:
+            raise ConfigError(
+                f"the {self.target.name} target is {self.target.dim} wide but the model reconstructs "
+                f"{model.target_dim} values per patch; build the model with target_dim={self.target.dim}"
+            )
+        self._teacher_tokens: Tensor | None = None  # full-image teacher tokens shared with an ema target
         model.set_fused_attention(prefer_fused_attention(device, precision))
         self.teacher: MaskedAutoencoder | None = None
         self.ema: EmaUpdater | None = None
-        if self.uses_teacher:
+        if self.uses_teacher or self.target.needs_teacher:
             self.teacher = build_teacher(model)
             self.ema = EmaUpdater(self.teacher, model)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -131,6 +130,23 @@ class PretrainStep:
         self.timer = PhaseTimer(device)
 
     # ----------------------------------------------------------------- helpers
+    def _check_teacher_views(self) -> None:
+        """Refuse masked-view settings that cannot work (views that do not fit, too few scored patches)."""
+        mc = self.cfg.mask
+        keep = self.num_patches - self.teacher_num_mask
+        if self.teacher_views * keep > self.num_patches:
+            raise ConfigError(
+                f"mask.teacher_views={self.teacher_views} views of {keep} visible patches do not fit in "
+                f"{self.num_patches} patches; lower mask.teacher_views or raise mask.teacher_ratio"
+            )
+        most_hard = num_hard_patches(self.num_mask, mc.max_alpha)
+        if self.teacher_views == 1 and most_hard > self.teacher_num_mask:
+            raise ConfigError(
+                f"alpha up to {mc.max_alpha} asks for {most_hard} hard patches, but one teacher view "
+                f"scores only the {self.teacher_num_mask} patches it hides; raise mask.teacher_ratio "
+                "or set mask.teacher_views=2 (every patch scored)"
+            )
+
     def autocast(self) -> ContextManager[object]:
         return autocast(self.device, self.precision)
 
@@ -150,9 +166,30 @@ class PretrainStep:
         assert self.teacher is not None
         with self.timer("teacher"), self.autocast():
             if view_noise is None:
-                return self.teacher.score_patches(images).float()
+                if not self.target.needs_teacher:
+                    return self.teacher.score_patches(images).float()
+                latent = self.teacher.forward_encoder(images)  # [N, 1 + L, D], shared with the ema target
+                self._teacher_tokens = latent[:, 1:]
+                return self.teacher.forward_loss_predictor(self.teacher.forward_decoder_input(latent)).float()
             views = teacher_views(view_noise, self.teacher_num_mask, self.teacher_views)
             return score_teacher_views(self.teacher, images, views)
+
+    @torch.no_grad()
+    def targets(self, images: Tensor, ids_mask: Tensor) -> Tensor:
+        """Reconstruction targets of the masked patches. [N, C, H, W], [N, K] -> [N, K, D] fp32.
+
+        Feature targets run their encoder once, without gradients, in the step's precision; an
+        ``ema`` target reuses the teacher's full-image tokens of this step's scoring pass if the
+        teacher saw the full image, else runs the teacher's encoder on the full image.
+        """
+        with self.timer("target"), self.autocast():
+            tokens = None
+            if self.target.needs_teacher:
+                tokens, self._teacher_tokens = self._teacher_tokens, None
+                if tokens is None or tokens.shape[0] != images.shape[0]:
+                    assert self.teacher is not None
+                    tokens = self.teacher.forward_encoder(images)[:, 1:]  # [N, L, D]
+            return self.target(images, ids_mask, tokens)
 
     @torch.no_grad()
     def generate_mask(self, images: Tensor, num_hard: int = 0) -> tuple[MaskIds, Tensor | None]:
@@ -224,13 +261,11 @@ class PretrainStep:
             if not sync_grads and hasattr(self.forward_model, "no_sync")
             else contextlib.nullcontext
         )
+        target = self.targets(images, masks.ids_mask)  # [N, K, D]
         with no_sync():
             with self.timer("forward"):
                 with self.autocast():
                     out = self.forward_model(images, masks.ids_keep, masks.ids_mask)
-                patches = self.model.patchify(images)  # [N, L, P]
-                idx = masks.ids_mask.unsqueeze(-1).expand(-1, -1, patches.shape[-1])
-                target = patch_targets(torch.gather(patches, 1, idx), self.cfg.model.norm_pix_loss)
                 loss_rec, per_patch = reconstruction_loss(out.pred, target)  # [], [N, K]
                 loss = loss_rec
                 loss_pred = torch.zeros((), device=self.device)

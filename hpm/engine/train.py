@@ -35,6 +35,7 @@ from hpm.engine.precision import Resolved, resolve_device, resolve_precision
 from hpm.engine.preemption import StopSignals, ignore_stop_signals, preempted
 from hpm.engine.step import PretrainStep
 from hpm.errors import ConfigError, DataError, NonFiniteLossError
+from hpm.losses.targets import build_target, resolve_target_dim
 from hpm.masking import alpha_at, num_hard_patches
 from hpm.models import build_model
 from hpm.models.mae import MaskedAutoencoder
@@ -137,6 +138,8 @@ def setup(cfg: Config, run_dir: Path, device: torch.device, precision: Resolved,
     torch.manual_seed(tc.seed)
     data = build_pretrain_data(cfg.data, cfg.model.img_size, tc.seed)  # fails fast when missing
     cfg = _resolve_channels(cfg, data.channels)
+    target = build_target(cfg, device)  # a model target's weights are read (and checked) here
+    cfg = resolve_target_dim(cfg, target)
     _check_resume_config(run_dir, cfg)
     sampler = GlobalBatchSampler(data.num_images, tc.batch_size, dist.world_size, dist.rank, tc.seed)
     steps_per_epoch = sampler.batches_per_epoch // tc.accum_steps
@@ -146,12 +149,12 @@ def setup(cfg: Config, run_dir: Path, device: torch.device, precision: Resolved,
             " images; lower train.batch_size / train.accum_steps or use more data"
         )
     total_steps = steps_per_epoch * tc.epochs
-    model = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none").to(device)
+    model = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none", target_dim=cfg.loss.target_dim).to(device)
     lr = absolute_lr(tc, dist.world_size)
     optimizer = build_optimizer(model, tc, lr)
     schedule = build_lr_schedule(optimizer, total_steps, round(tc.warmup_epochs * steps_per_epoch), tc.min_lr)
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else None
-    step_fn = PretrainStep(cfg, model, optimizer, device, precision, dist.rank, dist.world_size, ddp)
+    step_fn = PretrainStep(cfg, model, optimizer, device, precision, dist.rank, dist.world_size, ddp, target)
     ckpt, start_step, time_before = _resume(run_dir, step_fn, total_steps)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -342,7 +345,9 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
     # keys added to hpm after the run started take their defaults (the run used that behaviour)
     preset = (saved.get("model") or {}).get("preset", cfg.model.preset)
     defaults = config_to_dict(config_from_dict({"model": {"preset": preset}}))
-    saved = _deep_merge(defaults, saved)
+    saved = config_to_dict(config_from_dict(_deep_merge(defaults, saved)))  # older spellings mapped
+    if saved["loss"]["target_dim"] is None:  # a run of before loss.target: pixels, the width cfg has
+        saved["loss"]["target_dim"] = cfg.loss.target_dim
     diffs = [
         d for d in diff_configs(saved, config_to_dict(cfg))
         if not any(d.startswith(k if k.endswith(".") else k + ":") for k in _RESUME_FREE)

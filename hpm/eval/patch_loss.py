@@ -1,7 +1,7 @@
 """Real and predicted per-patch reconstruction loss of a pre-trained model (the paper's Figure 2).
 
-The *real* loss of a patch is its norm-pix MSE when it is masked, averaged over ``M`` random
-masks (each patch is masked in about ``0.75 M`` of them). The *predicted* loss is the loss
+The *real* loss of a patch is its reconstruction MSE (against the run's ``loss.target``) when
+it is masked, averaged over ``M`` random masks (each patch is masked in about ``0.75 M`` of them). The *predicted* loss is the loss
 predictor's score as the teacher computes it when it chooses masks (``mask.teacher_view``: the
 full image, or random partial views scored at their hidden patches). How well the prediction
 ranks the real loss is the measure of what HPM's teacher has learnt.
@@ -22,7 +22,7 @@ from hpm.engine.ema import build_teacher
 from hpm.engine.ranking import masked_spearman, spearman, top_fraction_overlap
 from hpm.errors import CheckpointError
 from hpm.eval.encoder import _checkpoint_config
-from hpm.losses import patch_targets
+from hpm.losses.targets import TargetFn, build_target, pixel_target
 from hpm.masking import average_at_masked, num_masked, random_mask, score_teacher_views, teacher_views, znorm
 from hpm.models import build_model
 from hpm.models.mae import MaskedAutoencoder
@@ -48,7 +48,7 @@ def load_pretrained(path: str | Path) -> PretrainedModels:
     ckpt = resolve_checkpoint(path)
     state = load_state(ckpt)
     cfg = _checkpoint_config(ckpt, state)
-    student = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none")
+    student = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none", target_dim=cfg.loss.target_dim)
     load_weights(student, ckpt / "model.safetensors")
     teacher = None
     if (ckpt / "teacher.safetensors").is_file():
@@ -58,6 +58,23 @@ def load_pretrained(path: str | Path) -> PretrainedModels:
         if model is not None:
             model.eval().requires_grad_(False)
     return PretrainedModels(student, teacher, cfg, ckpt, int(state.get("step", 0)))
+
+
+def run_target(models: PretrainedModels) -> TargetFn:
+    """The run's reconstruction target as ``(images, ids_mask) -> [N, K, D]``: an ``ema`` target
+    reads the loaded teacher's full-image tokens, a ``model`` target loads its weights file.
+
+    Raises:
+        CheckpointError: An ``ema`` target without the teacher's weights in the checkpoint.
+        ConfigError: A ``model`` target whose weights file is gone or does not fit.
+    """
+    target = build_target(models.cfg)
+    if not target.needs_teacher:
+        return target
+    teacher = models.teacher
+    if teacher is None:
+        raise CheckpointError(f"{models.checkpoint} has no teacher.safetensors, which its ema target needs")
+    return lambda imgs, ids: target(imgs, ids, teacher.forward_encoder(imgs)[:, 1:])
 
 
 def _masked_views(
@@ -80,17 +97,16 @@ def _random_mask_losses(
     num_masks: int,
     mask_ratio: float,
     generator: torch.Generator | None,
-    norm_pix: bool,
+    target: TargetFn | None,
     with_scores: bool = False,
 ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
     """For each of ``num_masks`` random masks: masked ids [N, K], their real loss [N, K] and,
     with ``with_scores``, the student's predictor scores [N, L] on that masked view."""
-    targets_all = model.patchify(imgs)  # [N, L, P]
+    target = target or pixel_target(model.patch_size, norm=True)
     for ids_mask, x in _masked_views(model, imgs, num_masks, mask_ratio, generator):
-        pred = model.forward_decoder(x, ids_mask)  # [N, K, P]
+        pred = model.forward_decoder(x, ids_mask)  # [N, K, D]
         scores = model.forward_loss_predictor(x) if with_scores else None  # [N, L]
-        target = torch.gather(targets_all, 1, ids_mask.unsqueeze(-1).expand(-1, -1, targets_all.shape[-1]))
-        per_patch = (pred.float() - patch_targets(target, norm_pix)).pow(2).mean(dim=-1)  # [N, K]
+        per_patch = (pred.float() - target(imgs, ids_mask)).pow(2).mean(dim=-1)  # [N, K]
         yield ids_mask, per_patch, scores
 
 
@@ -101,7 +117,7 @@ def real_patch_loss(
     num_masks: int = 10,
     mask_ratio: float = 0.75,
     generator: torch.Generator | None = None,
-    norm_pix: bool = True,
+    target: TargetFn | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-patch reconstruction loss averaged over ``num_masks`` random masks.
 
@@ -111,7 +127,7 @@ def real_patch_loss(
         num_masks: M, random masks per image.
         mask_ratio: Fraction of patches each mask hides.
         generator: Draws the masks (CPU generator; seeded for reproducible maps).
-        norm_pix: Targets normalised per patch (``model.norm_pix_loss`` of the run).
+        target: The run's reconstruction target (:func:`run_target`); None: norm-pix pixels.
 
     Returns:
         ``(loss, count)``: float32 [N, L] mean loss over the masks that hid the patch (NaN for a
@@ -119,7 +135,7 @@ def real_patch_loss(
     """
     if num_masks < 1:
         raise ValueError(f"num_masks must be >= 1, got {num_masks}")
-    passes = _random_mask_losses(model, imgs, num_masks, mask_ratio, generator, norm_pix)
+    passes = _random_mask_losses(model, imgs, num_masks, mask_ratio, generator, target)
     return average_at_masked(((ids, loss) for ids, loss, _ in passes), imgs.shape[0], model.num_patches, imgs.device)
 
 
@@ -167,13 +183,13 @@ def masked_view_spearman(
     num_masks: int = 10,
     mask_ratio: float = 0.75,
     generator: torch.Generator | None = None,
-    norm_pix: bool = True,
+    target: TargetFn | None = None,
 ) -> Tensor:
     """The student's ranking where it is trained: its scores of the masked patches of a random
     mask against their real loss under that same mask. Returns [N]: Spearman per image, mean
     over the masks."""
     total = torch.zeros(imgs.shape[0], device=imgs.device)
-    passes = _random_mask_losses(model, imgs, num_masks, mask_ratio, generator, norm_pix, with_scores=True)
+    passes = _random_mask_losses(model, imgs, num_masks, mask_ratio, generator, target, with_scores=True)
     for ids_mask, real, scores in passes:
         total += spearman(torch.gather(scores.float(), 1, ids_mask), real)  # [N]
     return total / num_masks
@@ -249,7 +265,7 @@ def ranking_quality(
     generator = torch.Generator().manual_seed(seed)
     extra = torch.Generator().manual_seed(seed + 1)
     as_used = torch.Generator().manual_seed(seed + 2)  # the teacher's partial views (masked-view runs)
-    ratio, norm_pix = models.cfg.mask.ratio, models.cfg.model.norm_pix_loss
+    ratio, target = models.cfg.mask.ratio, run_target(models)
     scorers = [(name, model) for name, model in (("student", student), ("teacher", teacher)) if model is not None]
     sums: dict[str, float] = {}
 
@@ -258,9 +274,9 @@ def ranking_quality(
 
     for start in range(0, imgs.shape[0], batch_size):
         batch = imgs[start : start + batch_size]
-        real = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, generator, norm_pix)[0])  # [B, L]
-        add("student_masked_spearman", masked_view_spearman(student, batch, num_masks, ratio, generator, norm_pix))
-        retest = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, extra, norm_pix)[0])
+        real = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, generator, target)[0])  # [B, L]
+        add("student_masked_spearman", masked_view_spearman(student, batch, num_masks, ratio, generator, target))
+        retest = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, extra, target)[0])
         add("real_retest_spearman", spearman(retest, real))
         for name, model in scorers:
             views = [("_full" if name == "teacher" else "", predicted_patch_loss(model, batch)),

@@ -26,7 +26,7 @@ _norm = partial(nn.LayerNorm, eps=1e-6)
 class MaeOutput(NamedTuple):
     """What one student forward pass returns."""
 
-    pred: Tensor  # [N, K, P] reconstruction of the masked patches (P = patch_size² · C)
+    pred: Tensor  # [N, K, P] reconstruction of the masked patches (P: the target's width, patch_size² · C for pixels)
     scores: Tensor | None  # [N, L] loss-predictor scores for every patch, or None
 
 
@@ -36,15 +36,26 @@ def _blocks(dim: int, depth: int, heads: int, mlp_ratio: float) -> nn.ModuleList
     )
 
 
+def patchify(imgs: Tensor, patch_size: int) -> Tensor:
+    """[N, C, H, W] -> [N, L, p*p*C] (row-major patches, channels last within a patch)."""
+    p = patch_size
+    n, c, h, w = imgs.shape
+    x = imgs.reshape(n, c, h // p, p, w // p, p)
+    x = torch.einsum("nchpwq->nhwpqc", x)
+    return x.reshape(n, (h // p) * (w // p), p * p * c)
+
+
 class MaskedAutoencoder(nn.Module):
     """ViT masked autoencoder (MAE) with an optional loss-predictor decoder (HPM).
 
     Args:
         cfg: resolved model config (``in_chans`` must be set).
         loss_predictor: build the loss-predictor branch.
+        target_dim: width of one patch's reconstruction target (``loss.target_dim``); None:
+            the patch's pixels, ``patch_size² · in_chans``.
     """
 
-    def __init__(self, cfg: ModelConfig, loss_predictor: bool = True) -> None:
+    def __init__(self, cfg: ModelConfig, loss_predictor: bool = True, target_dim: int | None = None) -> None:
         super().__init__()
         if cfg.in_chans is None:
             raise ValueError("model.in_chans must be resolved before building the model")
@@ -69,7 +80,8 @@ class MaskedAutoencoder(nn.Module):
             dd, cfg.decoder_depth, cfg.decoder_num_heads, cfg.mlp_ratio
         )
         self.decoder_norm: nn.Module | None = _norm(dd)
-        self.decoder_pred: nn.Module | None = nn.Linear(dd, cfg.patch_size**2 * cfg.in_chans)
+        self.target_dim = target_dim or cfg.patch_size**2 * cfg.in_chans
+        self.decoder_pred: nn.Module | None = nn.Linear(dd, self.target_dim)
         # --- loss predictor (HPM) ---
         self.has_predictor = loss_predictor
         if loss_predictor:
@@ -111,11 +123,7 @@ class MaskedAutoencoder(nn.Module):
     # ------------------------------------------------------------ patches
     def patchify(self, imgs: Tensor) -> Tensor:
         """[N, C, H, W] -> [N, L, p*p*C] (row-major patches, channels last within a patch)."""
-        p = self.patch_size
-        n, c, h, w = imgs.shape
-        x = imgs.reshape(n, c, h // p, p, w // p, p)
-        x = torch.einsum("nchpwq->nhwpqc", x)
-        return x.reshape(n, (h // p) * (w // p), p * p * c)
+        return patchify(imgs, self.patch_size)
 
     def unpatchify(self, x: Tensor) -> Tensor:
         """[N, L, p*p*C] -> [N, C, H, W] (inverse of :meth:`patchify`)."""
@@ -237,6 +245,6 @@ class MaskedAutoencoder(nn.Module):
         return {"cls_token", "mask_token"}
 
 
-def build_model(cfg: ModelConfig, loss_predictor: bool = True) -> MaskedAutoencoder:
-    """Build the model of a resolved config."""
-    return MaskedAutoencoder(cfg, loss_predictor=loss_predictor)
+def build_model(cfg: ModelConfig, loss_predictor: bool = True, target_dim: int | None = None) -> MaskedAutoencoder:
+    """Build the model of a resolved config (``target_dim``: ``loss.target_dim``, None for pixels)."""
+    return MaskedAutoencoder(cfg, loss_predictor=loss_predictor, target_dim=target_dim)

@@ -6,7 +6,9 @@ full image, or random partial views, where the patches no view hid have no score
 grey; the student's full-image score where the run has a predictor but no teacher); the HPM mask at a chosen α (the
 ``H = int(K·α)`` patches the predictor ranks hardest, or easiest for ``mask.select=easiest``,
 plus ``K - H`` random ones); and the reconstruction under that mask with the visible patches
-pasted back, de-normalised. Each map type shares one colour scale over all rows.
+pasted back, de-normalised, or, for a run whose target is not pixels (``loss.target`` hog, ema,
+model), a picture of the target (:mod:`hpm.viz.target_view`: HOG as oriented bars, features as
+a PCA map). Each map type shares one colour scale over all rows.
 
 An MAE run (no loss predictor) keeps its predicted-loss and HPM-mask panels, empty and titled
 "no loss predictor (MAE run)"; its reconstruction uses a random mask of the run's ratio.
@@ -43,10 +45,14 @@ from hpm.eval.patch_loss import (
     load_pretrained,
     predicted_patch_loss,
     real_patch_loss,
+    run_target,
     teacher_patch_scores,
 )
+from hpm.losses.hog import default_cell, hog_targets
+from hpm.losses.targets import TargetFn
 from hpm.masking import MaskIds, alpha_at, hard_patch_mask, num_hard_patches, num_masked, random_mask
 from hpm.models.mae import MaskedAutoencoder
+from hpm.viz.target_view import hog_picture, pca_picture
 
 COLUMNS = ("input", "real_loss", "predicted_loss", "mask", "reconstruction")
 PANEL_INCHES = 2.0  # side of one panel
@@ -55,6 +61,7 @@ DEFAULT_IMAGES = 8  # images shown when none are chosen, spread over the classes
 _HARD_RGB = (0.9, 0.2, 0.15)  # masked, chosen by the predictor
 _RANDOM_RGB = (0.55, 0.55, 0.55)  # masked at random
 NO_PREDICTOR = "no loss predictor (MAE run)"
+_TARGET_NAMES = {"norm_pix": "norm-pix", "pix": "pixel", "hog": "HOG", "ema": "EMA-feature", "model": "feature"}
 
 
 @dataclass
@@ -63,8 +70,8 @@ class PatchMaps:
 
     Attributes:
         pixels: [N, C, H, W] the inputs, de-normalised to [0, 1].
-        real_loss: [N, L] norm-pix MSE of each patch averaged over the masks that hid it
-            (NaN for a patch none of them hid).
+        real_loss: [N, L] MSE of each patch against the run's target averaged over the masks
+            that hid it (NaN for a patch none of them hid).
         mask_count: [N, L] how many of the ``num_masks`` masks hid each patch.
         predicted: [N, L] the loss predictor's score as the teacher computes it (NaN for a patch
             its partial views left visible), or None (MAE run).
@@ -74,7 +81,9 @@ class PatchMaps:
         masked: [N, L] bool, the mask of the reconstruction (HPM's; random for an MAE run).
         hard: [N, L] bool, the masked patches chosen by score, or None (MAE run).
         chosen: ``"hardest"`` or ``"easiest"`` (``mask.select``): which patches ``hard`` holds.
-        reconstruction: [N, C, H, W] in [0, 1]: predictions in the masked patches, the input elsewhere.
+        reconstruction: [N, C, H, W] in [0, 1]: predictions in the masked patches, the input
+            elsewhere; for a target that is not pixels, a picture of the target ([N, 1 or 3, H', W']).
+        target: ``loss.target`` of the run.
         alpha: α of the HPM mask (None for an MAE run).
         num_masks: M.
         mask_ratio: Fraction of the patches every mask hides.
@@ -97,6 +106,7 @@ class PatchMaps:
     grid: tuple[int, int]
     labels: list[str]
     teacher_view: str = "full"
+    target: str = "norm_pix"
     teacher_views: int = 0
 
 
@@ -165,9 +175,8 @@ def compute_maps(
     """
     cfg, student = models.cfg, models.student
     n, num_patches = imgs.shape[0], student.num_patches
-    real, count = real_patch_loss(
-        student, imgs, num_masks, cfg.mask.ratio, torch.Generator().manual_seed(seed), cfg.model.norm_pix_loss
-    )
+    target = run_target(models)
+    real, count = real_patch_loss(student, imgs, num_masks, cfg.mask.ratio, torch.Generator().manual_seed(seed), target)
     scorer = models.teacher if models.teacher is not None else (student if student.has_predictor else None)
     predictor = None if scorer is None else ("teacher" if scorer is models.teacher else "student")
     masked_teacher = predictor == "teacher" and cfg.mask.teacher_view == "masked"
@@ -194,7 +203,10 @@ def compute_maps(
         hard = torch.zeros(n, num_patches, dtype=torch.bool)
         if num_hard:
             hard.scatter_(1, scores.topk(num_hard, dim=1).indices, True)
-    recon = reconstruct(student, imgs, ids, cfg.model.norm_pix_loss)
+    if cfg.loss.target in ("norm_pix", "pix"):
+        recon = _denormalise(reconstruct(student, imgs, ids, cfg.loss.target == "norm_pix"), mean, std)
+    else:
+        recon = target_picture(cfg, target, imgs, student.grid_size)
     return PatchMaps(
         pixels=_denormalise(imgs.float(), mean, std),
         real_loss=real,
@@ -204,7 +216,7 @@ def compute_maps(
         masked=ids.as_bool(num_patches),
         hard=hard,
         chosen=cfg.mask.select,
-        reconstruction=_denormalise(recon, mean, std),
+        reconstruction=recon,
         alpha=alpha,
         num_masks=num_masks,
         mask_ratio=cfg.mask.ratio,
@@ -212,7 +224,20 @@ def compute_maps(
         labels=list(labels) if labels is not None else [f"#{i}" for i in range(n)],
         teacher_view="masked" if masked_teacher else "full",
         teacher_views=cfg.mask.teacher_views if masked_teacher else 0,
+        target=cfg.loss.target,
     )
+
+
+@torch.no_grad()
+def target_picture(cfg: Config, target: TargetFn, imgs: Tensor, grid: tuple[int, int]) -> Tensor:
+    """A picture of a target that is not pixels: HOG as oriented bars, features as a PCA map.
+    [N, C, H, W] -> [N, 1 or 3, H', W'] in [0, 1]."""
+    lc, p = cfg.loss, cfg.model.patch_size
+    if lc.target == "hog":
+        cell = lc.hog_cell or default_cell(p)
+        return hog_picture(hog_targets(imgs, p, cell, lc.hog_bins), grid, imgs.shape[1], lc.hog_bins)
+    all_patches = torch.arange(grid[0] * grid[1]).expand(imgs.shape[0], -1)  # [N, L]
+    return pca_picture(target(imgs, all_patches), grid, tuple(imgs.shape[-2:]))
 
 
 def _hwc(x: Tensor) -> np.ndarray:
@@ -262,9 +287,14 @@ def column_titles(maps: PatchMaps) -> dict[str, str]:
         h = int(maps.hard[0].sum()) if maps.hard is not None else 0
         mask = f"HPM mask, α={maps.alpha:.2f}: {h} {maps.chosen}\n(red) + {k - h} random (grey)"
         recon = "reconstruction, HPM mask\n(visible patches pasted back)"
+    if maps.target == "hog":
+        recon = "target: HOG of the image (bars along\nedges; no pixels reconstructed)"
+    elif maps.target in ("ema", "model"):
+        teacher = "EMA teacher" if maps.target == "ema" else "frozen model"
+        recon = f"target: {teacher} features, 3 PCA\ncomponents as RGB (no pixels)"
     return {
         "input": "input",
-        "real_loss": f"real loss: mean over M={maps.num_masks}\nrandom {ratio} masks (norm-pix MSE)",
+        "real_loss": f"real loss: mean over M={maps.num_masks}\nrandom {ratio} masks ({_TARGET_NAMES[maps.target]} MSE)",
         "predicted_loss": predicted,
         "mask": mask,
         "reconstruction": recon,
