@@ -61,8 +61,11 @@ class StudyEval(_Strict):
     pool: str = "cls"
     knn_k: int = 20
     linear: bool = True
-    finetune_recipe: str = "small"
+    # fine-tuning of a variant's finetune_seeds: the recipe (hpm.eval.finetune.RECIPES), run with
+    # the recipe seed = the pre-training seed; the same recipe for the random-init floor's seeds
+    finetune_recipe: str = "reference"
     finetune_overrides: dict[str, Any] = Field(default_factory=dict)  # keys of the recipe to change
+    floor_finetune_seeds: list[int] = Field(default_factory=list)  # random-init encoders fine-tuned
     ranking_images: int = 512  # test images for the teacher's ranking quality
     ranking_masks: int = 10
     precision: str = "auto"
@@ -184,6 +187,22 @@ def _eval_file(d: Path, what: str) -> Path:
     return d / "eval" / f"study_{what}.json"
 
 
+def _finetune_file(d: Path, recipe: str) -> Path:
+    """A run's fine-tune result under a recipe (its checkpoints: the same path without .json)."""
+    return _eval_file(d, f"finetune_{recipe}")
+
+
+def _finetune_options(spec: StudySpec, seed: int, out: Path, **kwargs: Any) -> Any:
+    """Evaluation options of a study fine-tune: the study's recipe with the recipe seed ``seed``."""
+    from hpm.eval.finetune import build_finetune_config
+    from hpm.eval.run import EvalOptions
+
+    ev = spec.eval
+    opts = EvalOptions(seed=ev.seed, pool=ev.pool, precision=ev.precision, out=out, **kwargs)
+    opts.finetune = build_finetune_config(ev.finetune_recipe, overrides={**ev.finetune_overrides, "seed": seed})
+    return opts
+
+
 def throughput(d: Path) -> float | None:
     """Median pre-training images/s of a finished run (None if not finished)."""
     done = _read_json(_done_file(d))
@@ -247,18 +266,13 @@ def _eval_run(spec: StudySpec, job: Job) -> None:
 
     ev = spec.eval
     base = dict(train_subset=ev.train_subset, test_subset=ev.test_subset, seed=ev.seed, pool=ev.pool, precision=ev.precision)
-    todo = [("knn", "knn")] + ([("linear", "linear")] if ev.linear else [])
+    todo = [("knn", _eval_file(job.run_dir, "knn"))] + ([("linear", _eval_file(job.run_dir, "linear"))] if ev.linear else [])
     if job.seed in job.variant.finetune_seeds:
-        todo.append(("finetune", "finetune"))
-    for protocol, what in todo:
-        out = _eval_file(job.run_dir, what)
+        todo.append(("finetune", _finetune_file(job.run_dir, ev.finetune_recipe)))
+    for protocol, out in todo:
         if out.is_file():
             continue
-        opts = EvalOptions(**base, out=out)
-        if protocol == "finetune":
-            from hpm.eval.finetune import build_finetune_config
-
-            opts.finetune = build_finetune_config(ev.finetune_recipe, overrides=ev.finetune_overrides)
+        opts = _finetune_options(spec, job.seed, out) if protocol == "finetune" else EvalOptions(**base, out=out)
         LOG.info("study %s: %s / seed %d: %s", spec.name, job.variant.name, job.seed, protocol)
         run_eval(protocol, job.run_dir, opts)  # type: ignore[arg-type]
     out = _eval_file(job.run_dir, "ranking")
@@ -319,6 +333,22 @@ def _floors(spec: StudySpec) -> None:
                               "result": result, "seconds": round(time.perf_counter() - started, 3)})
 
 
+def _floor_finetunes(spec: StudySpec) -> None:
+    """Random-init encoders (init seed = recipe seed = s) fine-tuned with the study's recipe."""
+    from hpm.eval.run import run_eval
+
+    cfg = variant_config(spec, spec.variants[0], 0)
+    for seed in spec.eval.floor_finetune_seeds:
+        out = _floor_finetune_file(spec, seed)
+        if not out.is_file():
+            LOG.info("study %s: random-init floor: fine-tune, seed %d", spec.name, seed)
+            run_eval("finetune", None, _finetune_options(spec, seed, out, random_init=True, cfg=cfg, init_seed=seed))
+
+
+def _floor_finetune_file(spec: StudySpec, seed: int) -> Path:
+    return Path(spec.runs_dir) / "floors" / f"random_init_finetune_{spec.eval.finetune_recipe}_seed_{seed}.json"
+
+
 def archived_runs(spec: StudySpec) -> dict[tuple[str, int], dict[str, Any]]:
     """Per-run figures of the last report (``report_dir/results.json``) whose run directories are
     gone, e.g. on a new machine: the study keeps them in its report and does not retrain them
@@ -349,12 +379,14 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
 
     Args:
         spec: The study.
-        only: Run only these variants (the report still covers everything finished).
+        only: Run only these variants (the report still covers everything finished); ``floors``
+            names the random-init fine-tunes (``eval.floor_finetune_seeds``), which otherwise run
+            after every variant's runs.
         max_jobs: Stop after this many pre-training runs were started in this call.
     """
     setup_logging(True)
     if only:
-        unknown = sorted(set(only) - {v.name for v in spec.variants})
+        unknown = sorted(set(only) - {v.name for v in spec.variants} - {"floors"})
         if unknown:
             raise ConfigError(f"unknown variant(s) {unknown}; the study has {[v.name for v in spec.variants]}")
     Path(spec.runs_dir).mkdir(parents=True, exist_ok=True)
@@ -390,6 +422,8 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
             _pretrain(spec, job, epochs)
         _eval_run(spec, job)
         write_report(spec)
+    if spec.floors and spec.eval.floor_finetune_seeds and (not only or "floors" in only):
+        _floor_finetunes(spec)
     for job in deferred:
         LOG.warning("study %s: %s / seed %d waits for runs of %s and %s of the same seed",
                     spec.name, job.variant.name, job.seed, job.variant.match_time_of, job.variant.time_reference)
@@ -437,7 +471,7 @@ def collect(spec: StudySpec) -> dict[str, Any]:
             "precision": done["precision"],
             "knn_top1": _result(_eval_file(job.run_dir, "knn"), "top1", k),
             "linear_top1": _result(_eval_file(job.run_dir, "linear"), "top1"),
-            "finetune_top1": _result(_eval_file(job.run_dir, "finetune"), "top1"),
+            "finetune_top1": _result(_finetune_file(job.run_dir, spec.eval.finetune_recipe), "top1"),
             "pred_spearman": _last_mean(records, "pred_spearman"),
             "teacher_spearman_train": _last_mean(records, "teacher_spearman"),
             "teacher_top25_train": _last_mean(records, "teacher_top25"),
@@ -489,23 +523,39 @@ def collect(spec: StudySpec) -> dict[str, Any]:
         for key, value in floors[kind].items():
             if value is None:
                 floors[kind][key] = (kept.get(kind) or {}).get(key)
+    tuned = {s: _result(_floor_finetune_file(spec, s), "top1") for s in spec.eval.floor_finetune_seeds}
+    values = [v for v in tuned.values() if v is not None]
+    floors["random_init"]["finetune_top1"] = {
+        "mean": statistics.fmean(values) if values else None, "std": statistics.stdev(values) if len(values) > 1 else None,
+        "n": len(values), "recipe": spec.eval.finetune_recipe, "per_seed": {str(s): v for s, v in tuned.items()},
+    } if spec.eval.floor_finetune_seeds else (kept.get("random_init") or {}).get("finetune_top1")
+    floors["raw_pixels"]["finetune_top1"] = None
     return {"study": spec.name, "description": spec.description, "knn_k": spec.eval.knn_k,
             "variants": variants, "runs": runs, "floors": floors, "reference": spec.reference,
-            "differences": seed_differences(runs, spec.compare_to)}
+            "finetune_recipe": spec.eval.finetune_recipe, "compare_to": spec.compare_to,
+            "differences": seed_differences(runs, spec.compare_to, floors["random_init"].get("finetune_top1"))}
 
 
-DIFFERENCE_METRICS = ("knn_top1", "linear_top1")
+DIFFERENCE_METRICS = ("knn_top1", "linear_top1", "finetune_top1")
 
 
-def seed_differences(runs: list[dict[str, Any]], against: list[str]) -> list[dict[str, Any]]:
-    """Per seed, each variant's k-NN and linear top-1 minus those of each ``against`` variant's
-    run of the same seed (None where either is missing)."""
+def seed_differences(
+    runs: list[dict[str, Any]], against: list[str], random_finetune: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Per seed, each variant's k-NN, linear and fine-tune top-1 minus those of each ``against``
+    variant's run of the same seed (None where either is missing), and its fine-tune minus the
+    random-init fine-tune of the same seed (``finetune_top1_minus_random_init``)."""
     by_key = {(r["variant"], r["seed"]): r for r in runs}
+    per_seed = (random_finetune or {}).get("per_seed") or {}
     out = []
     for r in runs:
+        random_ft = per_seed.get(str(r["seed"]))
+        gain = None if r.get("finetune_top1") is None or random_ft is None else r["finetune_top1"] - random_ft
         if r["variant"] in against:
+            if gain is not None:
+                out.append({"variant": r["variant"], "seed": r["seed"], "finetune_top1_minus_random_init": gain})
             continue
-        row: dict[str, Any] = {"variant": r["variant"], "seed": r["seed"]}
+        row: dict[str, Any] = {"variant": r["variant"], "seed": r["seed"], "finetune_top1_minus_random_init": gain}
         for ref in against:
             other = by_key.get((ref, r["seed"]))
             for m in DIFFERENCE_METRICS:
@@ -560,9 +610,13 @@ def format_report(results: dict[str, Any]) -> str:
             f"{','.join(map(str, row['threads'])) or '–'} |"
         )
     floors = results["floors"]
-    lines += ["", "Floors (no pre-training, same evaluation):", "", f"| features | k-NN@{k} | linear |", "|---|---|---|"]
+    recipe = results.get("finetune_recipe", "small")
+    lines += ["", f"Fine-tune: the `{recipe}` recipe of `hpm eval finetune` (recipe seed = pre-training seed).", "",
+              "Floors (no pre-training, same evaluation; the random-init fine-tune: one random encoder per seed):", "",
+              f"| features | k-NN@{k} | linear | fine-tune |", "|---|---|---|---|"]
     for kind, row in floors.items():
-        lines.append(f"| {kind.replace('_', ' ')} | {_fmt(row['knn_top1'])} | {_fmt(row['linear_top1'])} |")
+        lines.append(f"| {kind.replace('_', ' ')} | {_fmt(row['knn_top1'])} | {_fmt(row['linear_top1'])} | "
+                     f"{_fmt(row.get('finetune_top1'))} |")
     ranked = [row for row in results["variants"] if row["seeds_done"] and row["student_rank_spearman"]["mean"] is not None]
     if ranked:
         lines += ["", "How well the loss predictor ranks the real per-patch loss (test images; Spearman ρ, mean over "
@@ -588,12 +642,19 @@ def format_report(results: dict[str, Any]) -> str:
                          f"{_fmt(row['teacher_masked_avg_top25'], 3)} | {_fmt(row['real_retest_spearman'], 3)} |")
     diffs = [d for d in results.get("differences", []) if any(v is not None for k, v in d.items() if "_minus_" in k)]
     if diffs:
-        refs = [k.split("_minus_", 1)[1] for k in diffs[0] if k.startswith("knn_top1_minus_")]
+        refs = sorted({k.split("_minus_", 1)[1] for d in diffs for k in d if k.startswith("knn_top1_minus_")},
+                      key=lambda r: (results.get("compare_to") or []).index(r) if r in (results.get("compare_to") or []) else 0)
+        with_ft = any(d.get(f"finetune_top1_minus_{r}") is not None for d in diffs for r in refs)
+        with_gain = any(d.get("finetune_top1_minus_random_init") is not None for d in diffs)
+        heads = [f"k-NN − {r} | linear − {r}" + (f" | fine-tune − {r}" if with_ft else "") for r in refs]
+        heads += ["fine-tune − random init"] if with_gain else []
         lines += ["", "Per-seed differences (top-1 points; the variant minus the same seed's run of the reference):", "",
-                  "| variant | seed | " + " | ".join(f"k-NN − {r} | linear − {r}" for r in refs) + " |",
-                  "|---|---|" + "---|---|" * len(refs)]
+                  "| variant | seed | " + " | ".join(heads) + " |",
+                  "|---|---|" + "---|" * (len(refs) * (3 if with_ft else 2) + with_gain)]
         for d in diffs:
-            cells = [f"{_signed(d[f'knn_top1_minus_{r}'])} | {_signed(d[f'linear_top1_minus_{r}'])}" for r in refs]
+            cells = [f"{_signed(d.get(f'knn_top1_minus_{r}'))} | {_signed(d.get(f'linear_top1_minus_{r}'))}"
+                     + (f" | {_signed(d.get(f'finetune_top1_minus_{r}'))}" if with_ft else "") for r in refs]
+            cells += [_signed(d.get("finetune_top1_minus_random_init"))] if with_gain else []
             lines.append(f"| {d['variant']} | {d['seed']} | " + " | ".join(cells) + " |")
     lines += ["", "Per run:", "", f"| variant | seed | precision | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | "
               "teacher ranking ρ | img/s | time (min) | wall (min) | threads |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -32,7 +32,8 @@ def _write_study(tmp_path: Path, variants: list[dict[str, Any]], **extra: Any) -
         "base": TINY_BASE,
         "eval": {"train_subset": 200, "test_subset": 100, "ranking_images": 16, "ranking_masks": 3,
                  "finetune_overrides": {"epochs": 1, "train_subset": 64, "test_subset": 100, "batch_size": 32,
-                                        "num_workers": 0}},
+                                        "num_workers": 0},
+                 "floor_finetune_seeds": extra.pop("floor_finetune_seeds", [])},
         "variants": variants,
         **extra,
     }
@@ -110,7 +111,7 @@ def test_tiny_study_resumes_evaluates_and_reports(tmp_path: Path) -> None:
         {"name": "hpm", "config": "configs/ablations/easy_to_hard.yaml", "seeds": [0], "priority": 0},
         {"name": "mae_same_time", "config": "configs/ablations/mae.yaml", "seeds": [0],
          "match_time_of": "hpm", "time_reference": "mae"},
-    ])
+    ], floor_finetune_seeds=[0, 1], compare_to=["mae"])
     spec = load_study(path)
     runs = tmp_path / "runs"
 
@@ -127,8 +128,10 @@ def test_tiny_study_resumes_evaluates_and_reports(tmp_path: Path) -> None:
     assert (runs / "mae" / "seed_0" / "eval" / "study_knn.json").stat().st_mtime_ns == knn_first
     for name, seed in (("mae", 1), ("hpm", 0), ("mae_same_time", 0)):
         assert (runs / name / f"seed_{seed}" / "study_pretrain.json").is_file()
-    assert (runs / "mae" / "seed_0" / "eval" / "study_finetune.json").is_file()
-    assert not (runs / "mae" / "seed_1" / "eval" / "study_finetune.json").exists()
+    assert (runs / "mae" / "seed_0" / "eval" / "study_finetune_reference.json").is_file()  # the recipe's name
+    assert not (runs / "mae" / "seed_1" / "eval" / "study_finetune_reference.json").exists()
+    ft = json.loads((runs / "mae" / "seed_0" / "eval" / "study_finetune_reference.json").read_text())
+    assert ft["result"]["recipe"]["blr"] == 1e-2 and ft["result"]["recipe"]["epochs"] == 1  # recipe + overrides
 
     # compute-matched MAE: epochs scaled by the measured training-time ratio
     t = {n: json.loads((runs / n / "seed_0" / "study_pretrain.json").read_text()) for n in ("mae", "hpm")}
@@ -146,7 +149,16 @@ def test_tiny_study_resumes_evaluates_and_reports(tmp_path: Path) -> None:
     assert mae["knn_top1"]["mean"] == pytest.approx(statistics.fmean(knn))
     assert mae["knn_top1"]["std"] == pytest.approx(statistics.stdev(knn))
     assert mae["finetune_top1"]["n"] == 1
-    assert mae["finetune_top1"]["mean"] == pytest.approx(_eval_top1(runs / "mae" / "seed_0", "finetune"))
+    assert mae["finetune_top1"]["mean"] == pytest.approx(_eval_top1(runs / "mae" / "seed_0", "finetune_reference"))
+    # the random-init floor: one random encoder per seed (init seed = recipe seed), the same test images
+    floor_ft = results["floors"]["random_init"]["finetune_top1"]
+    assert floor_ft["n"] == 2 and floor_ft["recipe"] == "reference" and floor_ft["std"] is not None
+    per_seed = [json.loads((runs / "floors" / f"random_init_finetune_reference_seed_{s}.json").read_text()) for s in (0, 1)]
+    assert per_seed[0]["data"] == per_seed[1]["data"] and per_seed[0]["result"]["recipe"]["seed"] == 0
+    assert per_seed[1]["result"]["recipe"]["seed"] == 1
+    gain = next(d for d in results["differences"] if d["variant"] == "mae" and d["seed"] == 0)
+    assert gain["finetune_top1_minus_random_init"] == pytest.approx(
+        mae["finetune_top1"]["mean"] - per_seed[0]["result"]["top1"])
     hpm = next(v for v in results["variants"] if v["variant"] == "hpm")
     assert hpm["teacher_rank_spearman"]["mean"] is not None and -1 <= hpm["teacher_rank_spearman"]["mean"] <= 1
     assert mae["teacher_rank_spearman"]["mean"] is None  # MAE has no predictor
@@ -154,6 +166,7 @@ def test_tiny_study_resumes_evaluates_and_reports(tmp_path: Path) -> None:
     assert results["floors"]["random_init"]["linear_top1"] is not None
     table = (report / "results.md").read_text()
     assert "| mae | 2/2 |" in table and "| hpm | 1/1 |" in table and "raw pixels" in table
+    assert "fine-tune − random init" in table and "`reference` recipe" in table
     assert mae["threads"] == [torch.get_num_threads()]
     assert f"| {torch.get_num_threads()} |" in table
 
@@ -217,13 +230,14 @@ def test_runs_of_an_earlier_report_whose_directories_are_gone_are_kept_not_retra
     kept = results["runs"]
     assert len(kept) == 1 and kept[0]["archived"] is True and kept[0]["knn_top1"] == 70.0
     assert kept[0]["teacher_top25_train"] is None  # keys added since are filled
-    assert results["floors"] == floors
+    no_finetune = {kind: {**row, "finetune_top1": None} for kind, row in floors.items()}  # none was kept
+    assert results["floors"] == no_finetune
     mae = results["variants"][0]
     assert mae["seeds_done"] == 1 and mae["knn_top1"]["mean"] == 70.0
     run_study(spec, only=["mae"], max_jobs=0)  # nothing to train or evaluate: floors are kept, seed 1 not started
     assert not (tmp_path / "runs" / "floors").exists() and not (tmp_path / "runs" / "mae").exists()
     again = json.loads((report / "results.json").read_text())
-    assert again["runs"][0]["knn_top1"] == 70.0 and again["floors"] == floors
+    assert again["runs"][0]["knn_top1"] == 70.0 and again["floors"] == no_finetune
     assert not (report / "curves.png").exists()  # no curves of runs that are not here
     # another study's report is not taken for this one's
     (report / "results.json").write_text(json.dumps({"study": "other", "runs": [run], "floors": floors}))
@@ -233,19 +247,29 @@ def test_runs_of_an_earlier_report_whose_directories_are_gone_are_kept_not_retra
 def test_seed_differences_pair_runs_of_the_same_seed() -> None:
     from hpm.study import format_report, seed_differences
 
-    runs = [{"variant": v, "seed": s, "knn_top1": k, "linear_top1": lin}
-            for v, s, k, lin in [("mae", 0, 70.0, 75.0), ("mae", 1, 71.0, 76.0), ("new", 0, 72.5, 74.0),
-                                 ("new", 1, 70.0, None), ("new", 2, 73.0, 77.0)]]
-    diffs = seed_differences(runs, ["mae"])
+    runs = [{"variant": v, "seed": s, "knn_top1": k, "linear_top1": lin, "finetune_top1": ft}
+            for v, s, k, lin, ft in [("mae", 0, 70.0, 75.0, 80.0), ("mae", 1, 71.0, 76.0, None), ("new", 0, 72.5, 74.0, 81.5),
+                                     ("new", 1, 70.0, None, None), ("new", 2, 73.0, 77.0, None)]]
+    random_ft = {"per_seed": {"0": 78.0, "1": 77.0}}
+    diffs = seed_differences(runs, ["mae"], random_ft)
     assert diffs == [
-        {"variant": "new", "seed": 0, "knn_top1_minus_mae": 2.5, "linear_top1_minus_mae": -1.0},
-        {"variant": "new", "seed": 1, "knn_top1_minus_mae": -1.0, "linear_top1_minus_mae": None},
-        {"variant": "new", "seed": 2, "knn_top1_minus_mae": None, "linear_top1_minus_mae": None},  # no MAE seed 2
+        {"variant": "mae", "seed": 0, "finetune_top1_minus_random_init": 2.0},  # the reference's own gain
+        {"variant": "new", "seed": 0, "finetune_top1_minus_random_init": 3.5, "knn_top1_minus_mae": 2.5,
+         "linear_top1_minus_mae": -1.0, "finetune_top1_minus_mae": 1.5},
+        {"variant": "new", "seed": 1, "finetune_top1_minus_random_init": None, "knn_top1_minus_mae": -1.0,
+         "linear_top1_minus_mae": None, "finetune_top1_minus_mae": None},
+        {"variant": "new", "seed": 2, "finetune_top1_minus_random_init": None, "knn_top1_minus_mae": None,
+         "linear_top1_minus_mae": None, "finetune_top1_minus_mae": None},  # no MAE seed 2
     ]
     text = format_report({"study": "x", "description": "", "knn_k": 20, "variants": [], "runs": [], "floors": {},
                           "differences": diffs})
-    assert "| new | 0 | +2.50 | -1.00 |" in text and "| new | 1 | -1.00 | – |" in text
+    assert "| new | 0 | +2.50 | -1.00 | +1.50 | +3.50 |" in text and "| new | 1 | -1.00 | – | – | – |" in text
+    assert "| mae | 0 | – | – | – | +2.00 |" in text
     assert "| new | 2 |" not in text  # nothing to compare
+    plain = seed_differences([r for r in runs if r["variant"] != "mae" or r["seed"]], ["mae"])  # no fine-tunes compared
+    text = format_report({"study": "x", "description": "", "knn_k": 20, "variants": [], "runs": [], "floors": {},
+                          "differences": [d for d in plain if d["seed"] == 1]})
+    assert "| new | 1 | -1.00 | – |" in text and "fine-tune" not in text.split("Per-seed")[1].split("Per run")[0]
 
 
 @needs_fmnist

@@ -133,6 +133,22 @@ def _take(full: Dataset, labels: np.ndarray, n: int | None, seed: int, name: str
     return EvalSplit(Subset(full, indices.tolist()), labels[indices], name)
 
 
+def _hold_out(train: EvalSplit, n: int, seed: int) -> tuple[EvalSplit, EvalSplit]:
+    """Split ``train`` into (rest, held-out ``n`` class-balanced images); seed + 1 so the holdout
+    is not the same draw as the subset."""
+    if n >= len(train):
+        raise DataError(
+            f"val_holdout={n} leaves no training image: the train split has {len(train)}; "
+            "hold out fewer images or use a larger train_subset"
+        )
+    held = balanced_subset(train.labels, n, seed + 1)
+    rest = np.setdiff1d(np.arange(len(train)), held)
+    return (
+        EvalSplit(Subset(train.base, rest.tolist()), train.labels[rest], train.name),
+        EvalSplit(Subset(train.base, held.tolist()), train.labels[held], "holdout"),
+    )
+
+
 def _check_labels(split: EvalSplit, where: str) -> None:
     present = np.unique(split.labels)
     if len(present) < 2:
@@ -149,6 +165,7 @@ def build_eval_data(
     train_subset: int | None = None,
     test_subset: int | None = None,
     seed: int = 0,
+    val_holdout: int = 0,
 ) -> EvalData:
     """Load the labelled train and test splits described by a data config.
 
@@ -160,10 +177,13 @@ def build_eval_data(
             with fewer images is used whole (None: always whole).
         test_subset: The same for the test split.
         seed: Chooses the subsets.
+        val_holdout: If > 0, a seeded, class-balanced set of this many images is held out of
+            the (subset) train split and returned as ``test`` (named ``"holdout"``) in place of
+            the test split, which is then not read: a validation split for tuning a recipe.
 
     Raises:
         DataError: Missing or unreadable data, no labels (no class folders or a single
-            class), or a missing ``val/`` split.
+            class), a missing ``val/`` split, or a holdout that leaves no training image.
     """
     if cfg.dataset == "fashion_mnist":
         if channels != 1:
@@ -207,6 +227,9 @@ def build_eval_data(
     where = cfg.data_dir if cfg.dataset == "folder" else cfg.root
     _check_labels(EvalSplit(*splits[0]), f"the train split of {where}")
     train = _take(*splits[0][:2], train_subset, seed, splits[0][2])
-    test = _take(*splits[1][:2], test_subset, seed, splits[1][2])
+    if val_holdout > 0:
+        train, test = _hold_out(train, val_holdout, seed)
+    else:
+        test = _take(*splits[1][:2], test_subset, seed, splits[1][2])
     mean, std = normalisation(cfg, channels)
     return EvalData(train, test, num_classes, classes, channels, mean, std, img_size, cfg.dataset, cfg.fit)

@@ -8,8 +8,9 @@ MAE), then a linear head classifies. Training uses AdamW with layer-wise lr deca
 ``SoftTargetCrossEntropy``) and a per-step warm-up + cosine schedule. Top-1 is measured on the
 centre-cropped test split.
 
-Recipes (:data:`RECIPES`): ``small``, the CPU-sized default for the bundled data, and
-``paper_vit_b16``, the paper's ViT-B recipe (spec section 4: 100 epochs, batch 384, blr 5e-4,
+Recipes (:data:`RECIPES`): ``reference``, the CPU recipe for the bundled data (10 epochs on
+10 000 images, tuned on images held out of the training subset: ``val_holdout``), ``small``, a
+quick 3-epoch check, and ``paper_vit_b16``, the paper's ViT-B recipe (spec section 4: 100 epochs, batch 384, blr 5e-4,
 5 warm-up epochs, layer decay 0.8, weight decay 0.05, drop path 0.1, RandAugment m9, random
 erasing 0.25, mixup 0.8, cutmix 1.0, label smoothing 0.1, global average pooling). A YAML file
 and ``key=value`` overrides change any key. Multi-process training follows ``hpm pretrain``:
@@ -115,6 +116,9 @@ class FinetuneConfig(BaseModel):
     # data and bookkeeping
     train_subset: int | None = 5000  # seeded, class-balanced; None: the whole split
     test_subset: int | None = 2000
+    # > 0: hold this many (class-balanced) images out of the training subset and report on them
+    # instead of the test split: the validation split a recipe is tuned on
+    val_holdout: int = 0
     eval_batch_size: int = 256
     eval_every: int = 0  # epochs between test evaluations; 0: only after the last epoch
     precision: Precision = "auto"
@@ -128,6 +132,8 @@ class FinetuneConfig(BaseModel):
         for name in ("epochs", "batch_size", "accum_steps", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.val_holdout < 0:
+            raise ValueError(f"val_holdout must be >= 0 (0: report on the test split), got {self.val_holdout}")
         if self.ckpt_every_steps is not None and self.ckpt_every_steps < 1:
             raise ValueError(f"ckpt_every_steps must be >= 1 or null, got {self.ckpt_every_steps}")
         if not 0.0 < self.layer_decay <= 1.0:
@@ -146,7 +152,15 @@ class FinetuneConfig(BaseModel):
 
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # CPU-sized default: 3 epochs on 5000 Fashion-MNIST images, a few minutes on 2 cores. The
+    # The CPU recipe worth reporting on the bundled data (issue #15; docs/study.md): 10 epochs
+    # on the 10 000-image reference subset, the layer decay steeper and the lr 2x higher than
+    # `small`, so the fresh head learns fast while the lower blocks move little. Tuned on 2 000
+    # images held out of the training subset (val_holdout=2000), never on the test split:
+    # 3 epochs scored 73.0 (blr 1e-3), 74.4 (5e-3, layer decay 0.5), 76.65 (1e-2, 0.5);
+    # 10 epochs of the last 82.5. About 15 minutes at one thread on the Zen 5 machine.
+    "reference": dict(epochs=10, blr=1e-2, layer_decay=0.5, train_subset=10000),
+    # Quick check: 3 epochs on 5000 Fashion-MNIST images, a few minutes on 2 cores; below the
+    # linear probe on the reference encoders (73.6 / 73.4 against 79.8 / 80.9). The
     # heavy regularisers of the paper recipe need long schedules: over a few hundred steps
     # mixup 0.8 + cutmix 1.0 cost about 12 points, crops down to 8% of the image about 15 and
     # MAE's head initialisation (std 2e-5) about 20 (measured on 2000 images, 3 epochs), so they
@@ -164,7 +178,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def build_finetune_config(
-    recipe: str = "small", file: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
+    recipe: str = "reference", file: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
 ) -> FinetuneConfig:
     """Resolve a recipe, an optional YAML file of keys and ``key=value`` overrides (later wins).
 

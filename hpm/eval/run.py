@@ -41,6 +41,8 @@ class EvalOptions:
         data_root: Another Fashion-MNIST folder.
         img_size: Evaluate at another resolution (multiple of the patch size).
         seed: Subsets and random initialisation.
+        init_seed: The random initialisation's own seed (None: ``seed``), so that several random
+            encoders can be evaluated on the same subsets.
         num_workers: DataLoader workers for feature extraction.
         out: Result file (default: see :func:`~hpm.eval.results.result_path`).
         cfg: Architecture and data for a random initialisation without a checkpoint.
@@ -62,6 +64,7 @@ class EvalOptions:
     data_root: str | None = None
     img_size: int | None = None
     seed: int = 0
+    init_seed: int | None = None
     num_workers: int = 0
     out: str | Path | None = None
     cfg: Config | None = None
@@ -83,10 +86,13 @@ def eval_data_config(base: DataConfig, data_dir: str | None = None, data_root: s
     return DataConfig.model_validate(raw)
 
 
-def _build_data(enc: LoadedEncoder, opts: EvalOptions, train_subset: int | None, test_subset: int | None) -> EvalData:
+def _build_data(
+    enc: LoadedEncoder, opts: EvalOptions, train_subset: int | None, test_subset: int | None, val_holdout: int = 0
+) -> EvalData:
     data_cfg = eval_data_config(enc.cfg.data, opts.data_dir, opts.data_root)
     return build_eval_data(
-        data_cfg, enc.cfg.model.img_size, int(enc.cfg.model.in_chans or 1), train_subset, test_subset, opts.seed
+        data_cfg, enc.cfg.model.img_size, int(enc.cfg.model.in_chans or 1), train_subset, test_subset, opts.seed,
+        val_holdout,
     )
 
 
@@ -149,12 +155,13 @@ def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | No
     setup_logging(dist.is_main)
     try:
         device = resolve_device(opts.device, dist.local_rank)
-        enc = load_encoder(path, opts.random_init, opts.weights, opts.cfg, opts.img_size, opts.seed)
+        init_seed = opts.seed if opts.init_seed is None else opts.init_seed
+        enc = load_encoder(path, opts.random_init, opts.weights, opts.cfg, opts.img_size, init_seed)
         target = Path(opts.out or result_path(protocol, path, enc.weights, opts.pool, enc.cfg.model.preset))
         if protocol == "finetune":
             ft = opts.finetune
             precision = resolve_precision(ft.precision if opts.precision == "auto" else opts.precision, device)
-            data = _build_data(enc, opts, ft.train_subset, ft.test_subset)
+            data = _build_data(enc, opts, ft.train_subset, ft.test_subset, ft.val_holdout)
             run_dir = finetune_dir_of(target)
             result, classifier = run_finetune(
                 enc.model, data, ft, device, precision, dist, run_dir=run_dir, source=_finetune_source(enc, data, opts)

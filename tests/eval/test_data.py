@@ -98,3 +98,21 @@ def test_fashion_mnist_train_and_test() -> None:
     assert data.train.with_transform(data.transform())[0][0].shape == (1, 32, 32)
     full = build_eval_data(DataConfig(), 32, 1, test_subset=None)
     assert (len(full.train), len(full.test)) == (60000, 10000)
+
+
+@needs_fmnist
+def test_val_holdout_is_carved_from_the_training_subset_never_the_test_split() -> None:
+    import numpy as np
+
+    cfg = DataConfig(fit="pad")
+    full = build_eval_data(cfg, 32, 1, train_subset=1000, test_subset=200, seed=0)
+    tuned = build_eval_data(cfg, 32, 1, train_subset=1000, test_subset=200, seed=0, val_holdout=200)
+    assert (len(tuned.train), len(tuned.test), tuned.test.name) == (800, 200, "holdout")
+    assert np.bincount(tuned.test.labels).tolist() == [20] * 10  # class-balanced
+    subset = set(full.train.base.indices)  # indices into the Fashion-MNIST train split
+    rest = {full.train.base.indices[i] for i in tuned.train.base.indices}
+    held = {full.train.base.indices[i] for i in tuned.test.base.indices}
+    assert rest | held == subset and not rest & held  # a partition of the training subset
+    assert tuned.describe()["test_split"] == "holdout"
+    with pytest.raises(DataError, match="leaves no training image"):
+        build_eval_data(cfg, 32, 1, train_subset=100, val_holdout=100)

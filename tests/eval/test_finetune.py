@@ -25,8 +25,10 @@ def test_paper_recipe_has_the_spec_numbers() -> None:
     assert cfg.train_subset is None and cfg.test_subset is None and cfg.head_init_std == 2e-5
 
 
-def test_small_recipe_is_the_default() -> None:
-    assert build_finetune_config() == FinetuneConfig() and RECIPES["small"] == {}
+def test_reference_recipe_is_the_default_and_small_the_quick_check() -> None:
+    cfg = build_finetune_config()
+    assert (cfg.epochs, cfg.blr, cfg.layer_decay, cfg.train_subset, cfg.val_holdout) == (10, 1e-2, 0.5, 10000, 0)
+    assert build_finetune_config("small") == FinetuneConfig() and RECIPES["small"] == {}
 
 
 def test_overrides_and_yaml(tmp_path: Path) -> None:
