@@ -27,7 +27,7 @@ from hpm.engine.optim import build_optimizer
 from hpm.engine.precision import DTYPES, Resolved, resolve_device, resolve_precision
 from hpm.engine.step import PretrainStep
 from hpm.masking import num_hard_patches
-from hpm.models import build_model
+from hpm.models import build_model, build_run_model
 
 VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient", "random_predictor")
 # What each variant with a loss predictor changes (on top of the relative objective):
@@ -129,11 +129,10 @@ class _Variant:
 
     def __init__(self, cfg: Config, device: torch.device, precision: Resolved) -> None:
         torch.manual_seed(cfg.train.seed)
-        self.cfg = cfg
         target = build_target(cfg, device)
         cfg = resolve_target_dim(cfg, target)
         self.cfg = cfg
-        model = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none", target_dim=cfg.loss.target_dim).to(device)
+        model = build_run_model(cfg).to(device)
         optimizer = build_optimizer(model, cfg.train, lr=1e-4)
         self.step_fn = PretrainStep(cfg, model, optimizer, device, precision, target=target)
         m = cfg.model

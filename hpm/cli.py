@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from hpm.config import TargetName
 from hpm.errors import HpmError, Preempted
+
+TARGETS: tuple[str, ...] = get_args(TargetName)  # loss.target values
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -77,7 +80,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg = build_config(args.config, overrides)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     targets = [t.strip() for t in (args.bench_targets or "").split(",") if t.strip()]
-    bad = sorted(set(targets) - {"norm_pix", "pix", "hog", "ema", "model"})
+    bad = sorted(set(targets) - set(TARGETS))
     if bad:
         raise ConfigError(f"unknown --target {', '.join(bad)}; valid: pix, hog, ema, model")
     result = run_bench(cfg, precisions, variants, args.steps, args.warmup, args.mask, targets, args.target_weights)
@@ -368,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", type=int, help="seeded, class-balanced subset of N training images")
     p.add_argument("--mask", choices=["random", "block", "hpm"])
     p.add_argument("--loss-predictor", choices=["relative", "absolute", "none"])
-    p.add_argument("--target", choices=["norm_pix", "pix", "hog", "ema", "model"],
+    p.add_argument("--target", choices=TARGETS,
                    help="reconstruction target (default norm_pix); model needs loss.target_weights=FILE")
     p.add_argument("--teacher-view", choices=["full", "masked"],
                    help="what HPM's EMA teacher scores: the whole image (the paper's) or random partial views")

@@ -37,7 +37,7 @@ from hpm.engine.step import PretrainStep
 from hpm.errors import ConfigError, DataError, NonFiniteLossError
 from hpm.losses.targets import build_target, resolve_target_dim
 from hpm.masking import alpha_at, num_hard_patches
-from hpm.models import build_model
+from hpm.models import build_run_model
 from hpm.models.mae import MaskedAutoencoder
 
 # Keys that may change between an interrupted run and its resumption.
@@ -149,7 +149,7 @@ def setup(cfg: Config, run_dir: Path, device: torch.device, precision: Resolved,
             " images; lower train.batch_size / train.accum_steps or use more data"
         )
     total_steps = steps_per_epoch * tc.epochs
-    model = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none", target_dim=cfg.loss.target_dim).to(device)
+    model = build_run_model(cfg).to(device)
     lr = absolute_lr(tc, dist.world_size)
     optimizer = build_optimizer(model, tc, lr)
     schedule = build_lr_schedule(optimizer, total_steps, round(tc.warmup_epochs * steps_per_epoch), tc.min_lr)

@@ -26,7 +26,7 @@ from hpm.engine.logger import LOG
 from hpm.engine.precision import Resolved, autocast, prefer_fused_attention
 from hpm.errors import CheckpointError, ConfigError, DataError
 from hpm.models.timm_encoder import is_encoder_key
-from hpm.models.mae import MaskedAutoencoder, build_model
+from hpm.models.mae import MaskedAutoencoder, build_run_model
 
 Pool = Literal["cls", "avg"]
 Weights = Literal["student", "teacher"]
@@ -158,7 +158,7 @@ def _load_checkpoint_model(
         raise CheckpointError(
             f"{ckpt} has no EMA teacher ({file.name}); only HPM runs have one, use the student weights"
         )
-    model = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none", target_dim=cfg.loss.target_dim)
+    model = build_run_model(cfg)
     _load_encoder_weights(model, file, resized)
     return model.eval().requires_grad_(False), cfg
 
@@ -229,8 +229,7 @@ def load_encoder(
     resolved = with_img_size(resolved, img_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_model(resolved.model, loss_predictor=resolved.loss.predictor != "none",
-                            target_dim=resolved.loss.target_dim)
+        model = build_run_model(resolved)
     return LoadedEncoder(model.eval().requires_grad_(False), resolved, ckpt, step, "random")
 
 

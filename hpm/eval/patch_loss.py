@@ -22,9 +22,9 @@ from hpm.engine.ema import build_teacher
 from hpm.engine.ranking import masked_spearman, spearman, top_fraction_overlap
 from hpm.errors import CheckpointError
 from hpm.eval.encoder import _checkpoint_config
-from hpm.losses.targets import TargetFn, build_target, pixel_target
+from hpm.losses.targets import TargetFn, all_patches, build_target, gather_patches, pixel_target
 from hpm.masking import average_at_masked, num_masked, random_mask, score_teacher_views, teacher_views, znorm
-from hpm.models import build_model
+from hpm.models import build_run_model
 from hpm.models.mae import MaskedAutoencoder
 
 
@@ -48,7 +48,7 @@ def load_pretrained(path: str | Path) -> PretrainedModels:
     ckpt = resolve_checkpoint(path)
     state = load_state(ckpt)
     cfg = _checkpoint_config(ckpt, state)
-    student = build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none", target_dim=cfg.loss.target_dim)
+    student = build_run_model(cfg)
     load_weights(student, ckpt / "model.safetensors")
     teacher = None
     if (ckpt / "teacher.safetensors").is_file():
@@ -103,10 +103,11 @@ def _random_mask_losses(
     """For each of ``num_masks`` random masks: masked ids [N, K], their real loss [N, K] and,
     with ``with_scores``, the student's predictor scores [N, L] on that masked view."""
     target = target or pixel_target(model.patch_size, norm=True)
+    every = target(imgs, all_patches(imgs.shape[0], model.num_patches, imgs.device))  # [N, L, D], one pass for all masks
     for ids_mask, x in _masked_views(model, imgs, num_masks, mask_ratio, generator):
         pred = model.forward_decoder(x, ids_mask)  # [N, K, D]
         scores = model.forward_loss_predictor(x) if with_scores else None  # [N, L]
-        per_patch = (pred.float() - target(imgs, ids_mask)).pow(2).mean(dim=-1)  # [N, K]
+        per_patch = (pred.float() - gather_patches(every, ids_mask)).pow(2).mean(dim=-1)  # [N, K]
         yield ids_mask, per_patch, scores
 
 

@@ -32,8 +32,8 @@ from hpm.losses.reconstruction import patch_targets
 from hpm.models.mae import patchify
 
 __all__ = [
-    "PatchTarget", "TargetFn", "build_target", "feature_target", "gather_patches", "load_target_model", "pixel_target",
-    "resolve_target_dim",
+    "PatchTarget", "TargetFn", "all_patches", "build_target", "feature_target", "gather_patches", "hog_cell",
+    "load_target_model", "pixel_target", "resolve_target_dim",
 ]
 
 # (images [N, C, H, W], ids_mask [N, K]) -> targets of the masked patches [N, K, D], fp32
@@ -43,6 +43,11 @@ TargetFn: TypeAlias = Callable[[Tensor, Tensor], Tensor]
 def gather_patches(values: Tensor, ids: Tensor) -> Tensor:
     """Rows ``ids`` [N, K] of per-patch values [N, L, D] -> [N, K, D]."""
     return torch.gather(values, 1, ids.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+
+
+def all_patches(n: int, num_patches: int, device: torch.device | None = None) -> Tensor:
+    """Indices of every patch of ``n`` images, [N, L]: a target of the whole image."""
+    return torch.arange(num_patches, device=device).expand(n, -1)
 
 
 def feature_target(tokens: Tensor) -> Tensor:
@@ -101,7 +106,8 @@ def pixel_target(patch_size: int, norm: bool = True) -> PatchTarget:
                        lambda x: patch_targets(patchify(x, patch_size), norm))
 
 
-def _hog_cell(cfg: Config) -> int:
+def hog_cell(cfg: Config) -> int:
+    """The HOG cell side of a config: ``loss.hog_cell`` or half the patch."""
     return cfg.loss.hog_cell or default_cell(cfg.model.patch_size)
 
 
@@ -120,7 +126,7 @@ def build_target(cfg: Config, device: torch.device | None = None) -> PatchTarget
         target.dim *= chans
         return target
     if lc.target == "hog":
-        cell = _hog_cell(cfg)
+        cell = hog_cell(cfg)
         if p % cell:
             raise ConfigError(f"loss.hog_cell={cell} must divide the patch size {p}; try {default_cell(p)}")
         return PatchTarget("hog", hog_dim(p, chans, cell, lc.hog_bins), lambda x: hog_targets(x, p, cell, lc.hog_bins))

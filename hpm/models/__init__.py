@@ -1,5 +1,5 @@
 """Models: the masked autoencoder with its loss-predictor branch."""
 
-from hpm.models.mae import MaeOutput, MaskedAutoencoder, build_model
+from hpm.models.mae import MaeOutput, MaskedAutoencoder, build_model, build_run_model
 
-__all__ = ["MaeOutput", "MaskedAutoencoder", "build_model"]
+__all__ = ["MaeOutput", "MaskedAutoencoder", "build_model", "build_run_model"]

@@ -17,7 +17,7 @@ from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
-from hpm.config import ModelConfig
+from hpm.config import Config, ModelConfig
 from hpm.models.pos_embed import sincos_pos_embed_with_cls
 
 _norm = partial(nn.LayerNorm, eps=1e-6)
@@ -248,3 +248,9 @@ class MaskedAutoencoder(nn.Module):
 def build_model(cfg: ModelConfig, loss_predictor: bool = True, target_dim: int | None = None) -> MaskedAutoencoder:
     """Build the model of a resolved config (``target_dim``: ``loss.target_dim``, None for pixels)."""
     return MaskedAutoencoder(cfg, loss_predictor=loss_predictor, target_dim=target_dim)
+
+
+def build_run_model(cfg: Config) -> MaskedAutoencoder:
+    """The model a run's whole config describes: its shape, a loss predictor unless
+    ``loss.predictor=none``, a reconstruction head as wide as ``loss.target_dim``."""
+    return build_model(cfg.model, loss_predictor=cfg.loss.predictor != "none", target_dim=cfg.loss.target_dim)

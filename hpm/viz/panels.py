@@ -48,8 +48,7 @@ from hpm.eval.patch_loss import (
     run_target,
     teacher_patch_scores,
 )
-from hpm.losses.hog import default_cell, hog_targets
-from hpm.losses.targets import TargetFn
+from hpm.losses.targets import TargetFn, all_patches
 from hpm.masking import MaskIds, alpha_at, hard_patch_mask, num_hard_patches, num_masked, random_mask
 from hpm.models.mae import MaskedAutoencoder
 from hpm.viz.target_view import hog_picture, pca_picture
@@ -232,12 +231,10 @@ def compute_maps(
 def target_picture(cfg: Config, target: TargetFn, imgs: Tensor, grid: tuple[int, int]) -> Tensor:
     """A picture of a target that is not pixels: HOG as oriented bars, features as a PCA map.
     [N, C, H, W] -> [N, 1 or 3, H', W'] in [0, 1]."""
-    lc, p = cfg.loss, cfg.model.patch_size
-    if lc.target == "hog":
-        cell = lc.hog_cell or default_cell(p)
-        return hog_picture(hog_targets(imgs, p, cell, lc.hog_bins), grid, imgs.shape[1], lc.hog_bins)
-    all_patches = torch.arange(grid[0] * grid[1]).expand(imgs.shape[0], -1)  # [N, L]
-    return pca_picture(target(imgs, all_patches), grid, tuple(imgs.shape[-2:]))
+    every = target(imgs, all_patches(imgs.shape[0], grid[0] * grid[1], imgs.device))  # [N, L, D]
+    if cfg.loss.target == "hog":
+        return hog_picture(every, grid, imgs.shape[1], cfg.loss.hog_bins)
+    return pca_picture(every, grid, tuple(imgs.shape[-2:]))
 
 
 def _hwc(x: Tensor) -> np.ndarray:
