@@ -338,15 +338,28 @@ def _floor_finetunes(spec: StudySpec) -> None:
     from hpm.eval.run import run_eval
 
     cfg = variant_config(spec, spec.variants[0], 0)
+    kept = _kept_floor_finetunes(spec)
     for seed in spec.eval.floor_finetune_seeds:
         out = _floor_finetune_file(spec, seed)
-        if not out.is_file():
+        if seed in kept and not out.is_file():
+            LOG.info("study %s: random-init floor: fine-tune, seed %d is kept from the report (its file is gone; "
+                     "delete it from floors.random_init.finetune_top1.per_seed in results.json to redo it)", spec.name, seed)
+        elif not out.is_file():
             LOG.info("study %s: random-init floor: fine-tune, seed %d", spec.name, seed)
             run_eval("finetune", None, _finetune_options(spec, seed, out, random_init=True, cfg=cfg, init_seed=seed))
 
 
 def _floor_finetune_file(spec: StudySpec, seed: int) -> Path:
     return Path(spec.runs_dir) / "floors" / f"random_init_finetune_{spec.eval.finetune_recipe}_seed_{seed}.json"
+
+
+def _kept_floor_finetunes(spec: StudySpec) -> dict[int, float]:
+    """Random-init fine-tune top-1 per seed from the last report, under the study's recipe (kept
+    like archived runs when the result files are gone, e.g. on a new machine)."""
+    kept = (_archived_floors(spec).get("random_init") or {}).get("finetune_top1") or {}
+    if kept.get("recipe") != spec.eval.finetune_recipe:
+        return {}
+    return {int(s): float(v) for s, v in (kept.get("per_seed") or {}).items() if v is not None}
 
 
 def archived_runs(spec: StudySpec) -> dict[tuple[str, int], dict[str, Any]]:
@@ -523,7 +536,9 @@ def collect(spec: StudySpec) -> dict[str, Any]:
         for key, value in floors[kind].items():
             if value is None:
                 floors[kind][key] = (kept.get(kind) or {}).get(key)
+    kept_tuned = _kept_floor_finetunes(spec)
     tuned = {s: _result(_floor_finetune_file(spec, s), "top1") for s in spec.eval.floor_finetune_seeds}
+    tuned = {s: kept_tuned.get(s) if v is None else v for s, v in tuned.items()}
     values = [v for v in tuned.values() if v is not None]
     floors["random_init"]["finetune_top1"] = {
         "mean": statistics.fmean(values) if values else None, "std": statistics.stdev(values) if len(values) > 1 else None,

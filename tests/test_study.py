@@ -244,6 +244,35 @@ def test_runs_of_an_earlier_report_whose_directories_are_gone_are_kept_not_retra
     assert collect(spec)["runs"] == []
 
 
+def test_random_init_fine_tunes_of_an_earlier_report_are_kept_per_seed(tmp_path: Path) -> None:
+    """Floor fine-tunes finished on an earlier machine stay in the report (per seed, same recipe);
+    only the missing seeds are fine-tuned, and a kept figure of another recipe is not taken."""
+    path = _write_study(tmp_path, [{"name": "mae", "config": "configs/ablations/mae.yaml", "seeds": [0]}],
+                        floor_finetune_seeds=[0, 1])
+    spec = load_study(path)
+    floors = {"random_init": {"knn_top1": 60.0, "linear_top1": 65.0,
+                              "finetune_top1": {"mean": 70.0, "std": None, "n": 1, "recipe": "reference",
+                                                "per_seed": {"0": 70.0, "1": None}}},
+              "raw_pixels": {"knn_top1": 80.0, "linear_top1": 81.0, "finetune_top1": None}}
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "results.json").write_text(json.dumps({"study": "tiny", "runs": [], "floors": floors}))
+    kept = collect(spec)["floors"]["random_init"]["finetune_top1"]
+    assert kept["n"] == 1 and kept["mean"] == 70.0 and kept["per_seed"] == {"0": 70.0, "1": None}
+
+    run_study(spec, only=["floors"], max_jobs=0)
+    floor_dir = tmp_path / "runs" / "floors"
+    assert not (floor_dir / "random_init_finetune_reference_seed_0.json").exists()  # kept, not redone
+    seed_1 = json.loads((floor_dir / "random_init_finetune_reference_seed_1.json").read_text())["result"]["top1"]
+    ft = json.loads((report / "results.json").read_text())["floors"]["random_init"]["finetune_top1"]
+    assert ft["n"] == 2 and ft["per_seed"] == {"0": 70.0, "1": seed_1}
+    assert ft["mean"] == pytest.approx((70.0 + seed_1) / 2)
+
+    floors["random_init"]["finetune_top1"]["recipe"] = "small"  # another recipe's figure is not this one's
+    (report / "results.json").write_text(json.dumps({"study": "tiny", "runs": [], "floors": floors}))
+    assert collect(spec)["floors"]["random_init"]["finetune_top1"]["per_seed"] == {"0": None, "1": seed_1}
+
+
 def test_seed_differences_pair_runs_of_the_same_seed() -> None:
     from hpm.study import format_report, seed_differences
 
