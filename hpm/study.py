@@ -347,6 +347,7 @@ def _floor_finetunes(spec: StudySpec) -> None:
         elif not out.is_file():
             LOG.info("study %s: random-init floor: fine-tune, seed %d", spec.name, seed)
             run_eval("finetune", None, _finetune_options(spec, seed, out, random_init=True, cfg=cfg, init_seed=seed))
+            write_report(spec)  # each seed's figure is in the report as soon as it is there
 
 
 def _floor_finetune_file(spec: StudySpec, seed: int) -> Path:
