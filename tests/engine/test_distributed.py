@@ -16,6 +16,11 @@ from tests.conftest import needs_fmnist, pretrain_args, tiny_overrides
 # Tolerance: the two runs differ only in float summation order (gradient all-reduce and
 # per-rank loss means), so logged losses agree to about 1e-6; we allow 1e-4 relative.
 RTOL = 1e-4
+# The teacher's rank figures (Spearman rho, top-25% overlap) are step functions of the scores: float
+# differences of the summed gradients (gloo all-reduce vs one process, ~1e-6) can swap one near-tied
+# pair of patches, which moves rho by ~1e-4 (seen on an AVX2-only CPU) and the overlap by one patch in
+# 512; they get an absolute tolerance of a few such swaps, the continuous figures keep RTOL.
+RANK_ATOL = 2e-3
 
 
 @needs_fmnist
@@ -41,6 +46,8 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, teacher_view: str)
     b = read_metrics(Path(ddp["output_dir"]) / "metrics.jsonl")
     assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == 16
     for key in ("loss", "loss_rec", "loss_pred", "lr", "teacher_spearman", "teacher_top25"):
-        np.testing.assert_allclose([r[key] for r in b], [r[key] for r in a], rtol=RTOL, err_msg=key)
+        ranked = key.startswith("teacher_")
+        np.testing.assert_allclose([r[key] for r in b], [r[key] for r in a], rtol=0 if ranked else RTOL,
+                                   atol=RANK_ATOL if ranked else 0, err_msg=key)
     # only rank 0 writes: one metrics file, one checkpoint folder per save
     assert len(list((Path(ddp["output_dir"]) / "checkpoints").iterdir())) == 2
