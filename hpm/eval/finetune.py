@@ -52,7 +52,10 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from PIL import Image, ImageOps
 from timm.data import Mixup, create_transform
+from timm.data.auto_augment import AugmentOp
+from timm.data.auto_augment import posterize as timm_posterize
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from torch import Tensor, nn
@@ -268,9 +271,35 @@ class _ResumableSampler(DistributedSampler):
         return self.num_samples - self.start
 
 
+def _posterize(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
+    """timm's posterize with Pillow 13's refused ``bits=0`` done as Pillow <= 12 did: a black image.
+
+    timm (1.0.31) asks for 0 bits when a RandAugment magnitude reaches 10 (``mstd`` noise on
+    ``m9`` gets there in about 2% of draws, so the paper recipe stopped after a few hundred
+    images); Pillow 13 raises ``ValueError`` for it, Pillow <= 12 kept no bit (``i & ~255 = 0``).
+    """
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return img.point([0] * 256 * len(img.getbands()))
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _augment_ops(transform: Any) -> Iterator[Any]:
+    """Every timm ``AugmentOp`` inside a transform (RandAugment ops, AutoAugment sub-policies, AugMix)."""
+    if isinstance(transform, AugmentOp):
+        yield transform
+        return
+    for name in ("transforms", "ops", "policy"):
+        children = getattr(transform, name, None)
+        if isinstance(children, list | tuple):
+            for child in children:
+                yield from _augment_ops(child)
+
+
 def _train_transform(data: EvalData, cfg: FinetuneConfig) -> Any:
     """timm's training transform (PIL in): random resized crop, flip, RandAugment, erasing."""
-    return create_transform(
+    transform = create_transform(
         data.img_size,
         is_training=True,
         scale=tuple(cfg.crop_scale),
@@ -284,6 +313,10 @@ def _train_transform(data: EvalData, cfg: FinetuneConfig) -> Any:
         re_mode="pixel",
         re_count=1,
     )
+    for op in _augment_ops(transform):
+        if op.aug_fn is timm_posterize:
+            op.aug_fn = _posterize
+    return transform
 
 
 @torch.no_grad()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageOps
 
 from hpm.config import DataConfig
 from hpm.errors import ConfigError
 from hpm.eval.data import build_eval_data
-from hpm.eval.finetune import RECIPES, FinetuneConfig, build_finetune_config, run_finetune
+from hpm.eval.finetune import RECIPES, FinetuneConfig, _augment_ops, _train_transform, build_finetune_config, run_finetune
 from hpm.models import build_model
 from tests.eval.conftest import tiny_config, write_image_folder
 
@@ -93,6 +95,22 @@ def test_full_recipe_runs_with_mixup_randaugment_and_layer_decay(squares) -> Non
     assert math.isfinite(result["final_loss"]) and 0.0 <= result["top1"] <= 100.0
     assert result["effective_batch"] == 16 and result["steps"] == 3
     assert result["recipe"]["mixup"] == 0.8 and result["recipe"]["cutmix"] == 1.0
+
+
+def test_randaugment_posterize_at_full_magnitude_gives_black_as_pillow_12_did(squares) -> None:
+    """timm asks Pillow for 0 bits at magnitude 10, which Pillow 13 refuses (the paper recipe's
+    m9 + mstd 0.5 reaches it in ~2% of draws): the fine-tune transform must keep running."""
+    cfg = build_finetune_config("small", overrides=["auto_augment=rand-m10-n1-mstd0-inc1"])
+    posterize = [op for op in _augment_ops(_train_transform(squares, cfg)) if op.name == "PosterizeIncreasing"]
+    assert len(posterize) == 1
+    op = posterize[0]
+    op.prob = 1.0  # always apply
+    for shape in [(16, 16), (16, 16, 3)]:  # grayscale and RGB
+        img = Image.fromarray(np.random.default_rng(0).integers(1, 256, shape, dtype=np.uint8))
+        op.magnitude = 10  # no noise (mstd 0): 4 - 4 = 0 bits
+        assert np.array(op(img)).max() == 0
+        op.magnitude = 5  # 4 - 2 = 2 bits: Pillow's own posterize
+        assert np.array_equal(np.array(op(img)), np.array(ImageOps.posterize(img, 2)))
 
 
 def test_too_few_images_for_one_step(squares) -> None:
