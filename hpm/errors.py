@@ -17,6 +17,15 @@ class CheckpointError(HpmError):
     """A checkpoint that is missing, corrupt or of another architecture."""
 
 
+class CheckpointDamaged(CheckpointError):
+    """A checkpoint whose files are truncated, missing or fail their recorded hashes (a resume
+    moves it aside and falls back to the newest valid one)."""
+
+
+class DiskFullError(HpmError):
+    """A write failed because the file system is full (or over quota); what was written before is intact."""
+
+
 class NonFiniteLossError(HpmError):
     """Training produced a NaN or infinite loss."""
 

@@ -79,6 +79,15 @@ def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def all_gather_objects(obj: object) -> list[object]:
+    """``obj`` of every rank, in rank order, on every rank (``[obj]`` in a single process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        gathered: list[object] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, obj)
+        return gathered
+    return [obj]
+
+
 def barrier() -> None:
     """Wait for every rank (no-op in a single process)."""
     if dist.is_initialized() and dist.get_world_size() > 1:

@@ -26,11 +26,59 @@ def setup_logging(is_main: bool = True) -> None:
 
 
 def log_to_file(path: Path) -> None:
-    """Also append the log to ``path`` (e.g. ``RUN_DIR/train.log``)."""
+    """Also append the log to ``path`` (e.g. ``RUN_DIR/train.log``); a second call for the same file does nothing."""
+    if Path(path).absolute() in log_files():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    file = logging.FileHandler(path)
+    file = _LogFile(path)
     file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     LOG.addHandler(file)
+
+
+class _LogFile(logging.FileHandler):
+    """A log file that, when it cannot be written (a full disk), says so once on the console
+    instead of printing logging's traceback for every record."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):  # e.g. DataLoader's SIGCHLD handler firing inside the write
+            raise error  # type: ignore[misc]
+        if not self.failed:
+            self.failed = True
+            print(f"hpm: cannot write the log file {self.baseFilename} ({error}); logging to the console only",
+                  file=sys.stderr)
+
+
+def stop_logging_to(path: Path) -> None:
+    """Stop appending the log to ``path`` (set by :func:`log_to_file`)."""
+    for handler in list(LOG.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == Path(path).absolute():
+            LOG.removeHandler(handler)
+            handler.close()
+
+
+def log_files() -> list[Path]:
+    """The files the log is appended to now (set by :func:`log_to_file`)."""
+    return [Path(h.baseFilename) for h in LOG.handlers if isinstance(h, logging.FileHandler)]
+
+
+def log_failure_to_file(exc: BaseException, message: str, traceback: bool = True) -> list[Path]:
+    """Write an ERROR record of ``message`` (with ``exc``'s traceback) to the log files only:
+    the console shows one line, printed by the caller. Returns the files written."""
+    handlers = [h for h in LOG.handlers if isinstance(h, logging.FileHandler)]
+    if not handlers:
+        return []
+    exc_info = (type(exc), exc, exc.__traceback__) if traceback else None
+    record = LOG.makeRecord(LOG.name, logging.ERROR, __file__, 0, "%s", (message,), exc_info)
+    for handler in handlers:
+        try:
+            handler.handle(record)
+            handler.flush()
+        except Exception:  # noqa: BLE001 - a full disk must not hide the error being reported
+            pass
+    return [Path(h.baseFilename) for h in handlers]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -79,8 +127,13 @@ class MetricsLogger:
                 self.writer.add_scalar(f"pretrain/{key}", value, step)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        """Flush and close TensorBoard (idempotent; a full disk here does not hide the run's own error)."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError:
+                pass
 
 
 class SkippedFiles:
@@ -99,3 +152,24 @@ class SkippedFiles:
                 LOG.warning("skipped unreadable image %s", path)
             if self.count == self.named + 1:
                 LOG.warning("more unreadable images are skipped; only their count is logged from here on")
+
+
+def log_run_failure(exc: BaseException) -> None:
+    """Write why a run (pre-training, fine-tune) ended to its log file (``train.log``): the message of an
+    :class:`~hpm.errors.HpmError`, the traceback of anything else. A stop signal was logged when
+    it arrived. Marks ``exc`` so that the command does not log it again."""
+    from hpm.errors import HpmError, Preempted
+
+    if isinstance(exc, Preempted) or getattr(exc, "hpm_logged", False):
+        return
+    if isinstance(exc, HpmError):
+        written = log_failure_to_file(exc, f"error: {exc}", traceback=False)
+    elif isinstance(exc, KeyboardInterrupt):
+        written = log_failure_to_file(exc, "interrupted (Ctrl-C); re-run the same command to resume", traceback=False)
+    else:
+        written = log_failure_to_file(exc, f"error: {type(exc).__name__}: {exc}")
+    if written:
+        try:
+            exc.hpm_logged = written  # type: ignore[attr-defined]  # where the command says the traceback is
+        except AttributeError:
+            pass

@@ -68,11 +68,12 @@ from hpm.config import Precision, load_yaml_file, parse_overrides
 from hpm.data import Unreadable, collate_skip_none
 from hpm.data.transforms import PadTo
 from hpm.engine import distributed as D
-from hpm.engine.checkpoint import latest_checkpoint, load_state, load_weights, rng_state, save_checkpoint, set_rng_state
-from hpm.engine.logger import LOG
+from hpm.engine.checkpoint import load_newest, load_state, load_weights, rng_state, save_checkpoint, set_rng_state
+from hpm.engine.logger import LOG, log_run_failure, log_to_file, stop_logging_to
 from hpm.engine.optim import build_lr_schedule
 from hpm.engine.precision import Resolved, autocast
 from hpm.engine.preemption import StopSignals, ignore_stop_signals, preempted
+from hpm.engine.shutdown import close_loader, reap_daemons_at_exit
 from hpm.engine.train import TrainClock
 from hpm.errors import CheckpointError, ConfigError, NonFiniteLossError
 from hpm.eval.data import EvalData
@@ -459,25 +460,39 @@ def run_finetune(
             finished optimizer step was written.
     """
     dist = dist or D.DistInfo()
-    run = _setup(encoder, data, cfg, device, precision, dist, run_dir, source or {})
-    resume_rng = _resume(run)
-    if run.result is not None:
-        return run.result, run.model
-    _log_header(run)
-    run.clock = TrainClock(run.clock.before)  # training time starts now (plus that of earlier invocations)
-    with (StopSignals() if run.run_dir is not None else nullcontext()) as stop:
+    reap_daemons_at_exit()
+    if run_dir is not None and dist.is_main and (Path(run_dir) / "train.log").is_file():
+        log_to_file(Path(run_dir) / "train.log")  # a resume: its warnings, and a refusal, reach the log
+    run: _Finetuning | None = None
+    try:
+        run = _setup(encoder, data, cfg, device, precision, dist, run_dir, source or {})
+        resume_rng = _resume(run)
+        if run.result is not None:
+            return run.result, run.model
+        if run.run_dir is not None and dist.is_main:
+            log_to_file(run.run_dir / "train.log")
+        _log_header(run)
+        run.clock = TrainClock(run.clock.before)  # training time starts now (plus that of earlier invocations)
         bar = tqdm(
             total=run.total_steps, initial=run.step, disable=not (progress and dist.is_main), unit="step",
             dynamic_ncols=True,
         )
-        for epoch in range(run.step // run.steps_per_epoch, cfg.epochs):
-            _train_epoch(run, epoch, stop, bar, resume_rng)
-            resume_rng = None
-            _end_of_epoch(run, epoch)
-            _stop_if_asked(run, stop)
-        bar.close()
-    assert run.result is not None  # the last epoch sets it
-    return run.result, run.model
+        with (StopSignals() if run.run_dir is not None else nullcontext()) as stop, bar:
+            for epoch in range(run.step // run.steps_per_epoch, cfg.epochs):
+                _train_epoch(run, epoch, stop, bar, resume_rng)
+                resume_rng = None
+                _end_of_epoch(run, epoch)
+                _stop_if_asked(run, stop)
+        assert run.result is not None  # the last epoch sets it
+        return run.result, run.model
+    except BaseException as exc:
+        log_run_failure(exc)
+        raise
+    finally:
+        if run is not None:
+            close_loader(run.loader)
+        if run_dir is not None:
+            stop_logging_to(Path(run_dir) / "train.log")  # the next fine-tune of a study logs to its own
 
 
 def _setup(
@@ -741,17 +756,27 @@ def _resume(run: _Finetuning) -> dict[str, Any] | None:
     """
     if run.run_dir is None:
         return None
-    ckpt = latest_checkpoint(run.run_dir)
-    if ckpt is None:
+    run_dir = run.run_dir
+
+    def load(ckpt: Path) -> dict[str, Any]:
+        state = load_state(ckpt)
+        if state.get("kind") != "finetune":
+            raise CheckpointError(
+                f"{ckpt} is not a fine-tune checkpoint (it has no kind 'finetune'); {run_dir} is a fine-tune "
+                "directory: pass another --out (the result file names the directory)"
+            )
+        check_same_finetune(run_dir, state, run.cfg, run.setup)
+        load_weights(run.model, ckpt / "model.safetensors")
+        return state
+
+    if run.dist.is_main:  # rank 0 moves a damaged newest checkpoint aside before the others look
+        found = load_newest(run_dir, load)
+    D.barrier()
+    if not run.dist.is_main:
+        found = load_newest(run_dir, load)
+    if found is None:
         return None
-    state = load_state(ckpt)
-    if state.get("kind") != "finetune":
-        raise CheckpointError(
-            f"{ckpt} is not a fine-tune checkpoint (it has no kind 'finetune'); {run.run_dir} is a fine-tune "
-            "directory: pass another --out (the result file names the directory)"
-        )
-    check_same_finetune(run.run_dir, state, run.cfg, run.setup)
-    load_weights(run.model, ckpt / "model.safetensors")
+    ckpt, state = found
     run.step, run.history = int(state["step"]), list(state["history"])
     run.last_ckpt, run.last_ckpt_step = ckpt, run.step
     if "result" in state:

@@ -59,7 +59,7 @@ def test_save_keeps_the_newest_and_ignores_leftovers(tmp_path: Path) -> None:
     for step in (5, 10, 15, 20):
         path = save_checkpoint(tmp_path, step, model, teacher, {"epoch": step // 5}, keep=2)
         assert path == tmp_path / CKPT_DIR / f"step_{step:08d}"
-        assert {p.name for p in path.iterdir()} == {"model.safetensors", "teacher.safetensors", "state.pt"}
+        assert {p.name for p in path.iterdir()} == {"model.safetensors", "teacher.safetensors", "state.pt", "manifest.json"}
     found = list_checkpoints(tmp_path)
     assert [p.name for p in found] == ["step_00000015", "step_00000020"]
     assert latest_checkpoint(tmp_path) == tmp_path / CKPT_DIR / "step_00000020"
@@ -217,3 +217,101 @@ def test_rng_state_round_trip_mid_gaussian_pair() -> None:
     again = (np.random.randn(4), [random.gauss(0, 1) for _ in range(3)])
     np.testing.assert_array_equal(again[0], first[0])
     assert again[1] == first[1]
+
+
+# --------------------------------------------------------------------------- damaged checkpoints, full disks
+def _three_checkpoints(tmp_path: Path) -> list[Path]:
+    model = _model()
+    return [save_checkpoint(tmp_path, step, model, None, {"epoch": 0, "v": step}, keep=3) for step in (1, 2, 3)]
+
+
+def _load_v(ckpt: Path) -> int:
+    return int(load_state(ckpt)["v"])
+
+
+def test_load_newest_moves_a_truncated_newest_checkpoint_aside_and_uses_the_one_before(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hpm.engine.checkpoint import DAMAGED_DIR, load_newest
+
+    first, second, newest = _three_checkpoints(tmp_path)
+    data = (newest / "state.pt").read_bytes()
+    (newest / "state.pt").write_bytes(data[:100])
+    ckpt, v = load_newest(tmp_path, _load_v)
+    assert (ckpt, v) == (second, 2)
+    moved = tmp_path / CKPT_DIR / DAMAGED_DIR / newest.name
+    assert moved.is_dir() and (moved / "state.pt").read_bytes() == data[:100]  # kept, not deleted
+    assert not newest.exists() and list_checkpoints(tmp_path) == [first, second]
+    err = caplog.text
+    assert f"checkpoint {newest} is damaged (state.pt has 100 bytes" in err and str(moved) in err
+
+
+def test_load_newest_treats_an_unreadable_file_of_an_old_checkpoint_as_damage(tmp_path: Path) -> None:
+    from hpm.engine.checkpoint import load_newest
+
+    first, second, newest = _three_checkpoints(tmp_path)
+    (newest / "manifest.json").unlink()  # a checkpoint written before manifests
+    (newest / "state.pt").write_bytes(b"garbage")
+    assert load_newest(tmp_path, _load_v) == (second, 2)
+
+
+def test_load_newest_refuses_when_every_checkpoint_is_damaged(tmp_path: Path) -> None:
+    from hpm.engine.checkpoint import load_newest
+
+    for ckpt in _three_checkpoints(tmp_path):
+        (ckpt / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match=r"no valid checkpoint .* all 3 were damaged and moved to .*damaged"):
+        load_newest(tmp_path, _load_v)
+    assert list_checkpoints(tmp_path) == [] and len(list((tmp_path / CKPT_DIR / "damaged").iterdir())) == 3
+    assert load_newest(tmp_path / "empty", _load_v) is None  # a new run: nothing to resume
+
+
+def test_load_newest_does_not_move_a_valid_checkpoint_that_load_refuses(tmp_path: Path) -> None:
+    from hpm.engine.checkpoint import load_newest
+
+    *_, newest = _three_checkpoints(tmp_path)
+
+    def refuse(ckpt: Path) -> None:
+        raise CheckpointError("of another architecture")
+
+    with pytest.raises(CheckpointError, match="another architecture"):
+        load_newest(tmp_path, refuse)
+    assert latest_checkpoint(tmp_path) == newest
+
+
+def test_resolve_checkpoint_skips_a_damaged_newest_but_names_a_damaged_folder(tmp_path: Path) -> None:
+    *_, second, newest = _three_checkpoints(tmp_path)
+    (newest / "model.safetensors").write_bytes(b"x")
+    assert resolve_checkpoint(tmp_path) == second
+    assert newest.is_dir()  # evaluation leaves the run directory as it is
+    with pytest.raises(CheckpointError, match="damaged: model.safetensors has 1 bytes"):
+        resolve_checkpoint(newest)
+
+
+def test_a_full_disk_is_a_clear_error_and_the_previous_checkpoint_stays_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from hpm.engine import checkpoint as C
+    from hpm.engine.integrity import verify_checkpoint
+    from hpm.errors import DiskFullError
+
+    model = _model()
+    good = save_checkpoint(tmp_path, 1, model, None, {"v": 1}, keep=1)
+    real_write = C.write_durable_with
+
+    def full_after_half(path: Path, write) -> dict:  # the disk fills up inside the state file
+        entry = real_write(path, write)
+        with open(path, "r+b") as f:
+            f.truncate(entry["bytes"] // 2)
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(C, "write_durable_with", full_after_half)
+    with pytest.raises(DiskFullError) as info:
+        save_checkpoint(tmp_path, 2, model, None, {"v": 2}, keep=1)
+    message = str(info.value)
+    assert "the disk is full" in message and "writing checkpoint step 2" in message
+    assert f"The last good checkpoint is {good} (intact)" in message and "needs about" in message
+    assert list_checkpoints(tmp_path) == [good] and verify_checkpoint(good) == []
+    assert [p.name for p in (tmp_path / CKPT_DIR).iterdir()] == [good.name]  # the partial folder is gone

@@ -10,6 +10,7 @@ import pytest
 
 from hpm.cli import main
 from hpm.engine.checkpoint import latest_checkpoint
+from hpm.engine.integrity import seal
 from tests.conftest import needs_fmnist
 from tests.eval.conftest import save_random_run, tiny_config, write_image_folder
 
@@ -97,6 +98,7 @@ def test_checkpoint_of_another_architecture(tmp_path: Path, capsys: pytest.Captu
     run = save_random_run(tmp_path / "run", tiny_config())
     other = save_random_run(tmp_path / "other", tiny_config(depth=3))
     shutil.copy(latest_checkpoint(other) / "model.safetensors", latest_checkpoint(run) / "model.safetensors")
+    seal(latest_checkpoint(run))  # a valid file of another architecture, not damage
     for cmd in (["eval", "linear", str(run)], ["export", str(run)]):
         assert "another architecture" in _fails(cmd, capsys)
 
