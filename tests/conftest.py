@@ -79,3 +79,10 @@ def _descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caches (the folder index of hpm.data.folder_index) go to a temporary folder, not ~/.cache/hpm;
+    subprocesses started by a test inherit it."""
+    monkeypatch.setenv("HPM_CACHE_DIR", str(tmp_path_factory.mktemp("hpm-cache")))

@@ -11,6 +11,8 @@ from hpm.data.fashion_mnist import (
 )
 from hpm.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset, Unreadable, check_readable, read_image
 from hpm.data.sampler import GlobalBatchSampler
+from hpm.data.shards import ShardDataset, is_shard_dir
+from hpm.data.source import open_image_dataset
 from hpm.data.subset import balanced_subset
 from hpm.data.transforms import build_eval_transform, build_pretrain_transform
 
@@ -26,6 +28,7 @@ __all__ = [
     "ImageFolderDataset",
     "PretrainData",
     "SeededTransformDataset",
+    "ShardDataset",
     "Unreadable",
     "balanced_subset",
     "build_eval_transform",
@@ -33,6 +36,8 @@ __all__ = [
     "build_pretrain_transform",
     "check_readable",
     "collate_skip_none",
+    "is_shard_dir",
     "load_fashion_mnist",
+    "open_image_dataset",
     "read_image",
 ]

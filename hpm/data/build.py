@@ -18,7 +18,10 @@ from hpm.data.fashion_mnist import (
     ArrayImageDataset,
     load_fashion_mnist,
 )
+from hpm.data.draft import DraftCropDataset, supports_draft
 from hpm.data.folder import ImageFolderDataset, check_readable
+from hpm.data.shards import ShardDataset
+from hpm.data.source import open_image_dataset
 from hpm.data.subset import balanced_subset
 from hpm.data.transforms import build_pretrain_transform
 from hpm.errors import DataError
@@ -39,7 +42,7 @@ class PretrainData:
         num_classes: Number of classes of the full data set.
         mean: Per-channel normalisation mean.
         std: Per-channel normalisation standard deviation.
-        name: ``"fashion_mnist"`` or ``"folder"``.
+        name: ``"fashion_mnist"`` or ``"folder"`` (an image folder or its shards).
         num_images: Number of samples in ``dataset``.
         labels: int64 labels ``[num_images]`` of ``dataset``'s samples.
         classes: Class names, indexed by label.
@@ -80,10 +83,10 @@ def _fashion_mnist(cfg: DataConfig, split: str) -> tuple[ArrayImageDataset, tupl
     return ArrayImageDataset(images, labels, len(FASHION_MNIST_CLASSES)), FASHION_MNIST_CLASSES
 
 
-def _folder(cfg: DataConfig, split: str) -> tuple[ImageFolderDataset, tuple[str, ...]]:
+def _folder(cfg: DataConfig, split: str) -> tuple[ImageFolderDataset | ShardDataset, tuple[str, ...]]:
     if cfg.data_dir is None:
         raise DataError("data.dataset=folder needs data.data_dir=DIR (DIR/<split>/<class>/...)")
-    dataset = ImageFolderDataset(cfg.data_dir, split, channels=cfg.channels or 3)
+    dataset = open_image_dataset(cfg.data_dir, split, channels=cfg.channels or 3)
     check_readable(dataset)
     return dataset, tuple(dataset.classes)
 
@@ -129,9 +132,14 @@ def build_pretrain_data(
         base = Subset(full, indices.tolist())
         labels = full.labels[indices]
 
-    transform = build_pretrain_transform(img_size, mean, std, cfg.crop_scale, cfg.hflip, cfg.fit)
+    if cfg.draft and supports_draft(base):
+        dataset: SeededTransformDataset = DraftCropDataset(base, img_size, mean, std, cfg.crop_scale, cfg.hflip, cfg.fit)
+    else:
+        dataset = SeededTransformDataset(
+            base, build_pretrain_transform(img_size, mean, std, cfg.crop_scale, cfg.hflip, cfg.fit)
+        )
     return PretrainData(
-        dataset=SeededTransformDataset(base, transform),
+        dataset=dataset,
         base=base,
         channels=channels,
         num_classes=full.num_classes,

@@ -7,12 +7,14 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from hpm.data.folder_index import list_split
 from hpm.errors import DataError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -41,15 +43,6 @@ def _is_image_file(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _find_images(class_dir: Path) -> list[str]:
-    """Image files anywhere below ``class_dir``, in a deterministic (sorted) order."""
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [os.path.join(dirpath, f) for f in sorted(filenames) if _is_image_file(f)]
-    return found
-
-
 def _to_8bit(image: Image.Image) -> Image.Image:
     """Map 16/32-bit integer images onto 0..255 (PIL's own conversion would clip them)."""
     if image.mode.startswith("I;16") or image.mode == "I":
@@ -62,11 +55,21 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return image
 
 
-def read_image(path: str | Path, channels: int) -> torch.Tensor:
+def to_tensor(image: Image.Image, channels: int) -> torch.Tensor:
+    """An opened PIL image as a uint8 tensor ``[channels, H, W]`` (greyscale "L" or "RGB")."""
+    mode = "L" if channels == 1 else "RGB"
+    array = np.array(_to_8bit(image).convert(mode))  # [H, W] or [H, W, 3] uint8
+    tensor = torch.from_numpy(array)
+    if array.ndim == 2:
+        return tensor.unsqueeze(0)  # [1, H, W] uint8
+    return tensor.permute(2, 0, 1).contiguous()  # [3, H, W] uint8
+
+
+def read_image(path: str | Path | BinaryIO, channels: int) -> torch.Tensor:
     """Decode one image file.
 
     Args:
-        path: The image file.
+        path: The image file, or a binary file object holding its bytes.
         channels: 1 for greyscale ("L"), 3 for RGB.
 
     Returns:
@@ -75,15 +78,10 @@ def read_image(path: str | Path, channels: int) -> torch.Tensor:
     Raises:
         Exception: Whatever PIL raises for a missing, truncated or undecodable file.
     """
-    mode = "L" if channels == 1 else "RGB"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. EXIF or DecompressionBomb warnings
         with Image.open(path) as image:
-            array = np.array(_to_8bit(image).convert(mode))  # [H, W] or [H, W, 3] uint8
-    tensor = torch.from_numpy(array)
-    if array.ndim == 2:
-        return tensor.unsqueeze(0)  # [1, H, W] uint8
-    return tensor.permute(2, 0, 1).contiguous()  # [3, H, W] uint8
+            return to_tensor(image, channels)
 
 
 class ImageFolderDataset(Dataset):
@@ -91,6 +89,8 @@ class ImageFolderDataset(Dataset):
 
     Labels are indices into the sorted class folder names. Files are found recursively in
     each class folder by extension (case-insensitive); hidden files and folders are ignored.
+    The file list is cached (see :mod:`hpm.data.folder_index`) and reused while the folders
+    are unchanged, so a restart on a large folder does not walk it again.
 
     Args:
         root: The data set root.
@@ -116,17 +116,17 @@ class ImageFolderDataset(Dataset):
                 f"split folder {split_dir} does not exist (sub-folders of {self.root}: "
                 f"{present or 'none'}); {_LAYOUT}"
             )
-        self.classes: list[str] = sorted(
-            p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
-        )
+        listing = list_split(split_dir, _is_image_file)
+        self.classes: list[str] = listing.classes
         if not self.classes:
             raise DataError(
                 f"{split_dir} holds no class folders; put each class's images in its own "
                 f"sub-folder; {_LAYOUT}"
             )
-        self.samples: list[tuple[str, int]] = []
-        for label, name in enumerate(self.classes):
-            self.samples += [(path, label) for path in _find_images(split_dir / name)]
+        prefix = str(split_dir)
+        self.samples: list[tuple[str, int]] = [
+            (os.path.join(prefix, rel), label) for label, files in enumerate(listing.files) for rel in files
+        ]
         if not self.samples:
             raise DataError(
                 f"no image files in the {len(self.classes)} class folders of {split_dir}; "
@@ -138,17 +138,45 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def source(self, index: int) -> tuple[str, int]:
+        """``(file to open, label)`` of a sample (what :func:`read_image` and PIL accept)."""
+        return self.samples[index]
+
+    def name(self, index: int) -> str:
+        """How logs and :class:`Unreadable` name a sample: its full path."""
+        return self.samples[index][0]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | Unreadable:
         """Return ``(image, label)`` (uint8 ``[C, H, W]``, int), or ``Unreadable(path)``."""
-        path, label = self.samples[index]
-        try:
-            return read_image(path, self.channels), label
-        except Exception as exc:  # noqa: BLE001 - a bad file must never stop training
-            _LOG.debug("skipping unreadable image %s: %s", path, exc)
-            return Unreadable(path)
+        return read_or_unreadable(self, index)
 
 
-def check_readable(dataset: ImageFolderDataset, max_files: int = 64) -> None:
+class ImageSource(Protocol):
+    """A labelled image data set whose samples are files or encoded bytes (folders, shards)."""
+
+    channels: int
+    labels: np.ndarray
+    classes: list[str]
+    num_classes: int
+
+    def source(self, index: int) -> tuple[str | BinaryIO, int]: ...
+
+    def name(self, index: int) -> str: ...
+
+    def __len__(self) -> int: ...
+
+
+def read_or_unreadable(dataset: ImageSource, index: int) -> tuple[torch.Tensor, int] | Unreadable:
+    """Decode sample ``index`` as ``(uint8 [C, H, W], label)``, or name it in an :class:`Unreadable`."""
+    try:
+        file, label = dataset.source(index)
+        return read_image(file, dataset.channels), label
+    except Exception as exc:  # noqa: BLE001 - a bad file must never stop training
+        _LOG.debug("skipping unreadable image %s: %s", dataset.name(index), exc)
+        return Unreadable(dataset.name(index))
+
+
+def check_readable(dataset: ImageSource, max_files: int = 64) -> None:
     """Fail early when a data set's files cannot be decoded at all.
 
     Opens up to ``max_files`` files spread evenly over the data set. Logs a warning if some
@@ -161,15 +189,14 @@ def check_readable(dataset: ImageFolderDataset, max_files: int = 64) -> None:
     Raises:
         DataError: None of the files checked could be read.
     """
-    count = min(len(dataset.samples), max(1, max_files))
-    picks = np.unique(np.linspace(0, len(dataset.samples) - 1, num=count).round().astype(int))
+    count = min(len(dataset), max(1, max_files))
+    picks = np.unique(np.linspace(0, len(dataset) - 1, num=count).round().astype(int))
     failures: list[str] = []
     for index in picks:
-        path = dataset.samples[int(index)][0]
         try:
-            read_image(path, dataset.channels)
+            read_image(dataset.source(int(index))[0], dataset.channels)
         except Exception as exc:  # noqa: BLE001
-            failures.append(f"{path}: {type(exc).__name__}: {exc}")
+            failures.append(f"{dataset.name(int(index))}: {type(exc).__name__}: {exc}")
     if len(failures) == len(picks):
         raise DataError(
             f"none of the {len(picks)} files checked could be read, e.g. {failures[0]}; "

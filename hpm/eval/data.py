@@ -1,6 +1,7 @@
 """Labelled evaluation data: a train split (memory bank / probe training) and a test split.
 
-Fashion-MNIST: its ``train`` and ``test`` files. An ImageFolder: ``DIR/train/`` and ``DIR/val/``.
+Fashion-MNIST: its ``train`` and ``test`` files. An ImageFolder: ``DIR/train/`` and ``DIR/val/`` (or
+the same splits of a pack of shards, ``hpm data pack``).
 Images go through :func:`~hpm.data.build_eval_transform` at the model's image size (bicubic
 resize of the shorter side, centre crop) and the normalisation the encoder was trained with.
 """
@@ -22,12 +23,12 @@ from hpm.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ArrayImageDataset,
-    ImageFolderDataset,
     SeededTransformDataset,
     balanced_subset,
     build_eval_transform,
     check_readable,
     load_fashion_mnist,
+    open_image_dataset,
 )
 from hpm.errors import DataError
 
@@ -205,7 +206,7 @@ def build_eval_data(
         folders = []
         for split in ("train", "val"):
             try:
-                folder = ImageFolderDataset(cfg.data_dir, split, channels=channels)
+                folder = open_image_dataset(cfg.data_dir, split, channels=channels)
             except DataError as exc:
                 raise DataError(
                     f"evaluation needs labelled images in {cfg.data_dir}/train/<class>/ and "

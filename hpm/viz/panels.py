@@ -32,10 +32,10 @@ from torch import Tensor
 from hpm.config import Config, DataConfig
 from hpm.data import (
     FASHION_MNIST_CLASSES,
-    ImageFolderDataset,
     Unreadable,
     build_eval_transform,
     load_fashion_mnist,
+    open_image_dataset,
     read_image,
 )
 from hpm.errors import DataError
@@ -379,12 +379,12 @@ def _split_images(
         raise DataError("folder data needs data.data_dir; pass --data-dir DIR or image files with --images")
     folder_split = "val" if wanted == "test" else wanted
     try:
-        folder = ImageFolderDataset(data_cfg.data_dir, folder_split, channels)
+        folder = open_image_dataset(data_cfg.data_dir, folder_split, channels)
     except DataError:
         if split is not None:
             raise
         folder_split = "train"  # no val/: show training images
-        folder = ImageFolderDataset(data_cfg.data_dir, folder_split, channels)
+        folder = open_image_dataset(data_cfg.data_dir, folder_split, channels)
     indices = _check_indices(indices, folder.labels, folder_split)
     out, names = [], []
     for i in indices:
