@@ -7,11 +7,20 @@ randomly initialised copy of the student's encoder, exported to a temporary file
 a feature target depends on its architecture, not on its weights.
 
 MFU is measured against the matrix-multiply peak of the same precision on the same device,
-timed in the same run (a large square matmul), so the ratio does not depend on a datasheet.
+timed in the same run (a large square matmul), so the ratio does not depend on a datasheet; on a
+GPU of :data:`~hpm.peak_flops.PEAK_TFLOPS` (A100, H100, H200) against its datasheet peak, or
+against ``peak_tflops`` when given (``--peak-tflops``). ``peak_source`` says which.
+
+``compile="both"`` (``--compile``) times every variant eagerly and compiled
+(``<variant>@compiled``, ``train.compile``), with the compile time (the first step's time over
+a compiled step) and ``<variant>@compiled_speedup`` (eager step time / compiled step time).
+On CUDA each variant's peak memory is reported (its resident tensors plus the peak of its
+step's transient ones); on the CPU it is not measured (null).
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,7 +37,10 @@ from hpm.engine.precision import DTYPES, Resolved, resolve_device, resolve_preci
 from hpm.engine.step import PretrainStep
 from hpm.masking import num_hard_patches
 from hpm.models import build_model, build_run_model
+from hpm.peak_flops import datasheet_peak_tflops
 
+COMPILED = "@compiled"  # suffix of a compiled variant's name
+COMPILE_MODES = ("auto", "off", "on", "both")
 VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient", "random_predictor")
 # What each variant with a loss predictor changes (on top of the relative objective):
 # hpm: the paper's full-image teacher; hpm_masked: the teacher scores a random partial view;
@@ -109,7 +121,9 @@ class BenchResult:
     gflop_per_step: float
     mfu: float
     phases_s: dict[str, float]
-    peak_mem_gb: float | None
+    peak_mem_gb: float | None  # None: not measured (CPU)
+    first_step_s: float  # the first step (a compiled variant compiles in it)
+    compiled: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -118,9 +132,11 @@ class BenchResult:
             "gflop_per_step": self.gflop_per_step,
             "mfu": self.mfu,
             "phases_s": self.phases_s,
+            "peak_mem_gb": self.peak_mem_gb,
+            "first_step_s": self.first_step_s,
         }
-        if self.peak_mem_gb is not None:
-            out["peak_mem_gb"] = self.peak_mem_gb
+        if self.compiled:
+            out["compile_s"] = max(self.first_step_s - self.step_s, 0.0)
         return out
 
 
@@ -141,6 +157,8 @@ class _Variant:
         )
         self.num_hard = num_hard_patches(self.step_fn.num_mask, 0.5) if self.step_fn.uses_teacher else 0
         self.times: list[float] = []
+        self.first_step_s = 0.0
+        self.peak_bytes = 0  # transient peak of a step over what was allocated before it (CUDA)
 
     def step(self) -> None:
         """One full training step: masks (with the teacher for HPM), forward, backward, optimizer, EMA."""
@@ -149,11 +167,26 @@ class _Variant:
         self.step_fn.optimizer_step(0.999)
 
     def gflop(self) -> float:
-        """FLOPs of one step (matmuls, attention, convolution; forward and backward)."""
+        """FLOPs of one step (matmuls, attention, convolution; forward and backward), counted
+        on an eager step (the same math for a compiled variant)."""
         counter = FlopCounterMode(display=False)
-        with counter:
+        set_stance = getattr(torch.compiler, "set_stance", None)  # PyTorch >= 2.6
+        eager = set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
+        with eager, counter:
             self.step()
         return counter.get_total_flops() / 1e9
+
+    def resident_bytes(self) -> int:
+        """Bytes of the tensors this variant keeps between steps: weights (student, teacher,
+        a frozen target model), optimizer state and the batch."""
+        step_fn = self.step_fn
+        tensors = list(step_fn.model.parameters()) + list(step_fn.model.buffers())
+        for module in (step_fn.teacher, step_fn.target.frozen):
+            if module is not None:
+                tensors += list(module.parameters()) + list(module.buffers())
+        tensors += [t for state in step_fn.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+        tensors.append(self.images)
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def phases(self, steps: int) -> dict[str, float]:
         """Mean time per phase over ``steps`` extra steps, synchronised around each phase."""
@@ -185,30 +218,43 @@ def bench_precision(
     """
     variants = {name: _Variant(cfg, device, precision) for name, cfg in cfgs.items()}
     for v in variants.values():
-        for _ in range(warmup):
-            v.step()
-    gflops = {name: v.gflop() for name, v in variants.items()}
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    peaks: list[float] = []
-    for _ in range(steps):
-        peaks.append(measure_peak_gflops(device, precision, seconds=0.5))
-        for v in variants.values():
+        for i in range(max(warmup, 1)):
             _sync(device)
             start = time.perf_counter()
             v.step()
             _sync(device)
-            v.times.append(time.perf_counter() - start)
+            if i == 0:
+                v.first_step_s = time.perf_counter() - start
+    gflops = {name: v.gflop() for name, v in variants.items()}
+    peaks: list[float] = []
+    for _ in range(steps):
+        peaks.append(measure_peak_gflops(device, precision, seconds=0.5))
+        for v in variants.values():
+            _timed_step(v, device)
     peak = max(peaks)  # the sustained best: a conservative denominator for MFU
-    peak_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     results = {}
     for name, v in variants.items():
         step_s = _median(v.times)
+        peak_mem = (v.resident_bytes() + v.peak_bytes) / 2**30 if device.type == "cuda" else None
         results[name] = BenchResult(
             step_s, v.cfg.train.batch_size / step_s, gflops[name], gflops[name] / step_s / peak,
-            v.phases(max(1, min(steps, 3))), peak_mem,
+            v.phases(max(1, min(steps, 3))), peak_mem, v.first_step_s, v.step_fn.compiled,
         )
     return peak, results
+
+
+def _timed_step(v: _Variant, device: torch.device) -> None:
+    """One timed step of ``v``; on CUDA also the peak of its transient memory."""
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    start = time.perf_counter()
+    v.step()
+    _sync(device)
+    v.times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        v.peak_bytes = max(v.peak_bytes, torch.cuda.max_memory_allocated(device) - before)
 
 
 def run_bench(
@@ -220,13 +266,21 @@ def run_bench(
     mask: str = "random",
     targets: list[str] | None = None,
     target_weights: str | None = None,
+    compile: str = "auto",
+    peak_tflops: float | None = None,
 ) -> dict[str, Any]:
     """Benchmark each variant at each precision; returns the JSON-ready result.
 
     Args:
         targets: Reconstruction targets (``loss.target``) to time beside each variant's norm-pix step.
         target_weights: The weights of a ``model`` target (default: a random copy of the encoder).
+        compile: ``auto`` (as ``train.compile: auto``: compiled on CUDA), ``off``, ``on``, or
+            ``both``: every variant eager and compiled (``<variant>@compiled``).
+        peak_tflops: The MFU denominator (default: the GPU's datasheet peak if it is in
+            :data:`~hpm.peak_flops.PEAK_TFLOPS`, else the measured matmul peak).
     """
+    if compile not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode {compile!r}; valid: {', '.join(COMPILE_MODES)}")
     device = resolve_device(cfg.train.device)
     resolved = [resolve_precision(p, device) for p in precisions]
     if cfg.model.in_chans is None:
@@ -237,7 +291,10 @@ def run_bench(
         "batch_size": cfg.train.batch_size,
         "img_size": cfg.model.img_size,
         "steps": steps,
+        "compile": compile,
         "peak_gflops": {},
+        "measured_peak_gflops": {},
+        "peak_source": {},
     }
     cfgs = {v: variant_config(cfg, v, mask) for v in variants}
     with tempfile.TemporaryDirectory(prefix="hpm_bench_") as tmp:
@@ -245,7 +302,8 @@ def run_bench(
             for v in variants:
                 cfgs[f"{v}+{target}"] = _with_target(cfgs[v], target, target_weights, Path(tmp))
         result["targets"] = {t: _describe_target(cfgs[f"{variants[0]}+{t}"], target_weights) for t in targets or []}
-        _bench_all(result, cfgs, device, resolved, steps, warmup)
+        cfgs = _compile_variants(cfgs, compile)
+        _bench_all(result, cfgs, device, resolved, steps, warmup, peak_tflops)
 
     for name in PREDICTOR_VARIANTS:
         if "mae" in variants and name in variants:
@@ -253,27 +311,68 @@ def run_bench(
                 p: result[name][p]["step_s"] / result["mae"][p]["step_s"] for p in resolved
             }
     for name in cfgs:
-        if "+" in name:
+        if "+" in name and not name.endswith(COMPILED):
             base = name.split("+")[0]
             result[f"{name}_over_{base}"] = {p: result[name][p]["step_s"] / result[base][p]["step_s"] for p in resolved}
+        if name.endswith(COMPILED):
+            eager = name[: -len(COMPILED)]
+            result[f"{name}_speedup"] = {p: result[eager][p]["step_s"] / result[name][p]["step_s"] for p in resolved}
     result["variants"] = list(cfgs)
     if "mae" in variants and "hpm" in variants:
         if "fp32" in resolved and "bf16" in resolved:
             result["hpm_bf16_over_mae_fp32"] = result["hpm"]["bf16"]["step_s"] / result["mae"]["fp32"]["step_s"]
-    for name in variants:
+    for name in cfgs:
         for prec, r in result[name].items():
             r["mask_share"] = r["phases_s"].get("masks", 0.0) / r["step_s"]
     return result
 
 
+def _compile_variants(cfgs: dict[str, Config], mode: str) -> dict[str, Config]:
+    """The variants with ``train.compile`` set: as given (``auto``), off, on, or both
+    (each variant and its ``@compiled`` twin)."""
+    if mode == "auto":
+        return cfgs
+    out: dict[str, Config] = {}
+    for name, cfg in cfgs.items():
+        if mode in ("off", "both"):
+            out[name] = _with_compile(cfg, False)
+        if mode in ("on", "both"):
+            out[name + (COMPILED if mode == "both" else "")] = _with_compile(cfg, True)
+    return out
+
+
+def _with_compile(cfg: Config, enabled: bool) -> Config:
+    out = cfg.model_copy(deep=True)
+    out.train.compile = enabled
+    return out
+
+
+def _mfu_peak(device: torch.device, precision: Resolved, peak_tflops: float | None) -> tuple[float | None, str]:
+    """(the MFU denominator in TFLOP/s, or None for the measured matmul peak; where it comes from)."""
+    if peak_tflops is not None:
+        return peak_tflops, f"--peak-tflops {peak_tflops:g}"
+    if device.type == "cuda":
+        found = datasheet_peak_tflops(torch.cuda.get_device_name(device), precision)
+        if found is not None:
+            tflops, key = found
+            return tflops, f"datasheet {key} {precision} {tflops:g} TFLOP/s (dense)"
+    return None, "measured: the sustained best of a square matmul in the same run"
+
+
 def _bench_all(
     result: dict[str, Any], cfgs: dict[str, Config], device: torch.device, precisions: list[Resolved], steps: int,
-    warmup: int,
+    warmup: int, peak_tflops: float | None = None,
 ) -> None:
     for prec in precisions:
-        peak, results = bench_precision(cfgs, device, prec, steps, warmup)
-        result["peak_gflops"][prec] = peak
+        peak_ref, source = _mfu_peak(device, prec, peak_tflops)
+        measured, results = bench_precision(cfgs, device, prec, steps, warmup)
+        denominator = measured if peak_ref is None else peak_ref * 1e3
+        result["peak_gflops"][prec] = denominator
+        result["measured_peak_gflops"][prec] = measured
+        result["peak_source"][prec] = source
         for name, r in results.items():
+            if peak_ref is not None:
+                r.mfu = r.gflop_per_step / r.step_s / denominator
             result.setdefault(name, {})[prec] = r.as_dict()
 
 
@@ -314,22 +413,30 @@ def format_bench(result: dict[str, Any]) -> str:
     lines = [
         f"device: {result['device']} | preset {result['preset']}, batch {result['batch_size']}, "
         f"{result['img_size']} px, median of {result['steps']} interleaved steps",
-        "matmul peak: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in result["peak_gflops"].items()),
-        f"{'variant':16} {'prec':5} {'step s':>8} {'img/s':>8} {'GFLOP':>8} {'MFU':>6}  phases (s)",
+        "MFU peak: " + ", ".join(
+            f"{p} {g:.0f} GFLOP/s ({result.get('peak_source', {}).get(p, 'measured')})"
+            for p, g in result["peak_gflops"].items()
+        ),
+        f"{'variant':25} {'prec':5} {'step s':>8} {'img/s':>8} {'GFLOP':>8} {'MFU':>6} {'mem GiB':>7} "
+        f"{'compile s':>9}  phases (s)",
     ]
     for variant in result.get("variants", VARIANTS):
         for prec, r in result.get(variant, {}).items():
             phases = " ".join(f"{k}={v:.3f}" for k, v in r["phases_s"].items())
-            mem = f" peak mem {r['peak_mem_gb']:.1f} GiB" if "peak_mem_gb" in r else ""
+            mem = "n/a" if r.get("peak_mem_gb") is None else f"{r['peak_mem_gb']:.1f}"
+            comp = f"{r['compile_s']:.1f}" if "compile_s" in r else "-"
             lines.append(
-                f"{variant:16} {prec:5} {r['step_s']:8.3f} {r['img_per_s']:8.1f} "
-                f"{r['gflop_per_step']:8.1f} {r['mfu']:6.2f}  {phases}{mem}"
+                f"{variant:25} {prec:5} {r['step_s']:8.3f} {r['img_per_s']:8.1f} "
+                f"{r['gflop_per_step']:8.1f} {r['mfu']:6.2f} {mem:>7} {comp:>9}  {phases}"
             )
     for name in PREDICTOR_VARIANTS:
         for prec, ratio in result.get(f"{name}_over_mae", {}).items():
             lines.append(f"{name} / mae step time ({prec}): {ratio:.2f}x")
     for name in result.get("variants", []):
-        if "+" in name:
+        if name.endswith(COMPILED):
+            for prec, ratio in result[f"{name}_speedup"].items():
+                lines.append(f"{name[: -len(COMPILED)]}: eager / compiled step time ({prec}): {ratio:.2f}x")
+        elif "+" in name:
             base = name.split("+")[0]
             for prec, ratio in result[f"{name}_over_{base}"].items():
                 lines.append(f"{name} / {base} (norm-pix) step time ({prec}): {ratio:.2f}x")

@@ -1,9 +1,10 @@
-"""The ``hpm`` command: ``hpm pretrain``, ``bench``, ``eval``, ``export``, ``study``, ``visualize`` and ``plot``."""
+"""The ``hpm`` command: ``hpm pretrain``, ``bench``, ``data``, ``eval``, ``export``, ``study``, ``visualize`` and ``plot``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, get_args
@@ -73,6 +74,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from hpm.config import build_config
     from hpm.errors import ConfigError
 
+    if args.data is not None:
+        return cmd_bench_data(args)
     precisions = [p.strip() for p in (args.precision or "auto").split(",") if p.strip()]
     args.precision = None  # a list here, not one config value
     overrides = _flag_overrides(args)
@@ -83,8 +86,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     bad = sorted(set(targets) - set(TARGETS))
     if bad:
         raise ConfigError(f"unknown --target {', '.join(bad)}; valid: pix, hog, ema, model")
-    result = run_bench(cfg, precisions, variants, args.steps, args.warmup, args.mask, targets, args.target_weights)
+    result = run_bench(cfg, precisions, variants, args.steps, args.warmup, args.mask, targets, args.target_weights,
+                       args.compile, args.peak_tflops)
     print(json.dumps(result, indent=2) if args.json else format_bench(result))
+    return 0
+
+
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    """``hpm bench --data DIR|SHARDS``: the data loader alone (hpm/bench_data.py)."""
+    from hpm.bench_data import format_data_bench, run_data_bench
+    from hpm.config import build_config
+
+    args.precision = None
+    overrides = _flag_overrides(args)
+    overrides.setdefault("data", {})["data_dir"] = args.data
+    cfg = build_config(args.config, overrides)
+    result = run_data_bench(cfg, args.workers, args.feed, args.images, cfg.train.batch_size)
+    print(json.dumps(result, indent=2) if args.json else format_data_bench(result))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """``hpm data pack DIR --out SHARDS``: an image folder as WebDataset shards (hpm/data/pack.py)."""
+    from hpm.data.pack import PackOptions, pack_folder
+
+    options = PackOptions(max_side=args.max_side, quality=args.quality, keep_original=args.keep_original,
+                          samples_per_shard=args.shard_size)
+    index = pack_folder(args.src, args.out, options, workers=args.workers)
+    print(f"packed {args.src} -> {index.parent} (index {index.name})")
     return 0
 
 
@@ -196,12 +225,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 class _IntermixedParser(argparse.ArgumentParser):
-    """Lets positionals follow options: ``hpm eval finetune RUN --epochs 1 blr=1e-3``."""
+    """Lets positionals and options mix, as users type them: ``hpm eval finetune RUN --epochs 1
+    blr=1e-3``, ``hpm pretrain --subset 10000 train.blr=3e-4 --output-dir runs/x eval.figures_at_end=false``.
+    A parser with sub-commands of its own (``hpm eval``, ``hpm data``) parses as usual."""
 
     _busy = False
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
-        if self._busy:  # parse_known_intermixed_args calls back in here
+        if self._busy or self._subparsers is not None:  # intermixed parsing calls back in here
             return super().parse_known_args(args, namespace)
         self._busy = True
         try:
@@ -283,9 +314,18 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     x.set_defaults(func=cmd_export)
 
 
+def _split_study_args(args: argparse.Namespace) -> None:
+    """``--only mae base.train.epochs=1``: a ``key=value`` after ``--only`` is an override (a
+    variant name has no ``=``), wherever it sits."""
+    if args.only:
+        args.overrides = [*[v for v in args.only if "=" in v], *args.overrides]
+        args.only = [v for v in args.only if "=" not in v] or None
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from hpm.study import load_study, parse_study_overrides, run_study, write_report
 
+    _split_study_args(args)
     spec = load_study(args.config, parse_study_overrides(args.overrides))
     if args.list:
         from hpm.study import plan
@@ -362,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpm", description="Masked image modeling with hard patches mining (HPM)."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
 
     p = sub.add_parser("pretrain", help="pre-train MAE / HPM; re-run to resume")
     _add_config_args(p)
@@ -391,8 +431,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time each variant with these reconstruction targets (pix, hog, ema, model) "
                         "and report the step-time ratio to its norm-pix step")
     b.add_argument("--target-weights", help="weights of the model target (default: a random copy of the encoder)")
+    b.add_argument("--compile", nargs="?", const="both", default="auto", choices=["auto", "off", "on", "both"],
+                   help="torch.compile the step: auto (default, as train.compile: on for CUDA), off, on, or "
+                        "both (a bare --compile, written after any key=value): every variant eager and compiled, "
+                        "with the compile time")
+    b.add_argument("--peak-tflops", type=float, metavar="TFLOPS",
+                   help="MFU against this peak (default: the GPU's datasheet peak for A100/H100/H200, "
+                        "else the matmul peak measured in the run)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--data", metavar="DIR|SHARDS",
+                   help="time the pre-training data loader alone on this folder or pack, at model.img_size")
+    b.add_argument("--workers", type=int, default=1, help="with --data: also time N loader worker processes")
+    b.add_argument("--feed", type=float, metavar="IMG_PER_S", help="with --data: workers needed to feed this rate")
+    b.add_argument("--images", type=int, default=512, help="with --data: images timed per worker")
     b.set_defaults(func=cmd_bench, precision=None)
+
+    d = sub.add_parser("data", help="prepare data: `hpm data pack DIR --out SHARDS/`")
+    actions = d.add_subparsers(dest="action", required=True, parser_class=_IntermixedParser)
+    k = actions.add_parser(
+        "pack", help="write an image folder (train/, val/) as WebDataset tar shards with a random-access index",
+        description="Packs DIR/train/<class>/ (and DIR/val/) into SHARDS/<split>-NNNNNN.tar plus SHARDS/hpm-shards.json; "
+                    "--data-dir SHARDS then pre-trains and evaluates from them. Re-running resumes (finished shards "
+                    "are skipped); a pack of another folder or with other options is refused.",
+    )
+    k.add_argument("src", metavar="DIR", help="image folder with train/<class>/ (and val/<class>/)")
+    k.add_argument("--out", required=True, metavar="SHARDS", help="pack folder (created)")
+    k.add_argument("--max-side", type=int, default=320, help="longer side of re-encoded images (default 320 px)")
+    k.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
+    k.add_argument("--keep-original", action="store_true", help="store every file's original bytes, not re-encoded")
+    k.add_argument("--shard-size", type=int, default=2000, help="samples per shard (default 2000)")
+    k.add_argument("--workers", type=int, default=1, help="processes writing shards in parallel")
+    k.set_defaults(func=cmd_data)
 
     s = sub.add_parser("study", help="pre-train and evaluate variants x seeds (configs/study/); re-run to continue")
     s.add_argument("config", help="study YAML, e.g. configs/study/fmnist_reference.yaml")
@@ -406,23 +475,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_eval_parsers(sub)
     _add_viz_parsers(sub)
+    _add_debug_flag(parser)
     return parser
 
 
+def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` on every command (the leaves of the sub-command tree): tracebacks on the console."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        parser.add_argument("--debug", action="store_true",
+                            help="print the traceback of an error on the console too (else: only in the run's train.log)")
+    for action in subs:
+        for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+            _add_debug_flag(child)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``hpm`` console command."""
+    """Entry point of the ``hpm`` console command.
+
+    Every error ends the command with one line on stderr and a non-zero status: 2 for an error
+    the user can fix (:class:`~hpm.errors.HpmError`, a full disk included), 1 for anything
+    else (its traceback goes to the run's ``train.log``, and to the console with ``--debug`` or
+    ``HPM_DEBUG=1``), ``128 + signal`` after a stop signal's checkpoint, 130 for Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("HPM_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
     except Preempted as exc:  # SIGTERM / SIGUSR1: checkpointed, exit 128 + signal (143, 138)
         print(f"hpm {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
-    except HpmError as exc:
-        print(f"hpm {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"hpm {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - every failure ends in one line and a status, never a hang
+        return _report_error(args.command, exc, debug)
+
+
+def _report_error(command: str, exc: Exception, debug: bool) -> int:
+    """Print one line for ``exc`` (its traceback too with ``debug``), log it to the run's log
+    file unless the run did, and return the exit status."""
+    import traceback
+
+    from hpm.engine.integrity import is_disk_full
+    from hpm.engine.logger import log_failure_to_file
+
+    expected = isinstance(exc, HpmError)
+    if expected:
+        message = str(exc)
+    elif is_disk_full(exc):
+        expected = True
+        message = f"the disk is full ({exc}). Free some space, then re-run the same command to resume"
+    else:
+        message = f"{type(exc).__name__}: {str(exc).strip()}"
+        if "DataLoader worker" in message:
+            message += " (a data-loading process died: out of memory? `dmesg` tells; re-running resumes from the last checkpoint)"
+    files = getattr(exc, "hpm_logged", None) or log_failure_to_file(exc, f"error: {message}", traceback=not expected)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    elif not expected:
+        message += f" (traceback in {files[0]}; --debug prints it here)" if files else " (--debug prints the traceback)"
+    print(f"hpm {command}: error: {message}", file=sys.stderr)
+    return 2 if expected else 1
 
 
 if __name__ == "__main__":

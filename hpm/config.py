@@ -169,7 +169,7 @@ class DataConfig(_Section):
 
     dataset: Literal["fashion_mnist", "folder"] = "fashion_mnist"
     root: str = FASHION_MNIST_ROOT  # Fashion-MNIST IDX files
-    data_dir: str | None = None  # ImageFolder root (train/, optional val/); sets dataset=folder
+    data_dir: str | None = None  # ImageFolder root (train/, optional val/) or `hpm data pack` shards; sets dataset=folder
     channels: int | None = None  # folder data: 3 (RGB) unless set to 1 (greyscale)
     subset: int | None = None  # seeded, class-balanced subset of the training images
     subset_seed: int | None = None  # chooses the subset; None: train.seed (fix it to compare seeds on one subset)
@@ -179,6 +179,9 @@ class DataConfig(_Section):
     fit: Literal["resize", "pad"] = "resize"
     crop_scale: tuple[float, float] = (0.2, 1.0)
     hflip: float = 0.5
+    # folder / shard data: decode a JPEG at the smallest scale its random crop needs (PIL draft;
+    # see hpm/data/draft.py); false decodes every image at full size
+    draft: bool = True
     mean: list[float] | None = None  # None: the data set's own statistics
     std: list[float] | None = None
 
@@ -212,6 +215,11 @@ class TrainConfig(_Section):
     ckpt_every_steps: int | None = None
     keep_ckpts: int = 2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # torch.compile of the student's forward + loss, the teacher's scoring and the target passes
+    # (hpm/engine/compile.py). "auto": on for CUDA, off for the CPU, where compiling costs 1-2
+    # minutes and gained about 1.05x (0.86-1.24x) on the small preset's step, which a short CPU
+    # run does not win back (docs/benchmarks.md)
+    compile: bool | Literal["auto"] = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

@@ -60,3 +60,12 @@ def prefer_fused_attention(device: torch.device, precision: Resolved) -> bool:
     of the small preset's step. Everywhere else the fused kernel wins.
     """
     return not (device.type == "cpu" and precision != "fp32")
+
+
+def enable_tf32(device: torch.device, precision: Resolved) -> None:
+    """fp32 on CUDA: let matmuls and convolutions use TF32 tensor cores (fp32 range, 10-bit
+    mantissa inputs, fp32 accumulation), as MAE's and timm's training scripts do; several times
+    the plain fp32 throughput on A100/H100. Elsewhere nothing changes."""
+    if device.type == "cuda" and precision == "fp32":
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.allow_tf32 = True

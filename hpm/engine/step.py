@@ -4,6 +4,11 @@ Stages in pipeline order: ``generate_mask`` (teacher scores on the full image or
 partial views, ``mask.teacher_view``, then the masking strategy), ``forward_backward`` (the
 reconstruction targets of ``loss.target``, student forward, losses, backward) and
 ``optimizer_step`` (clip, AdamW, EMA update of the teacher, which an ``ema`` target also keeps).
+
+With ``train.compile`` the teacher's scoring, the target and the student's forward + losses
+run through ``torch.compile`` (:mod:`hpm.engine.compile`); mask generation, backward, the
+optimizer and the EMA update stay eager. Outside log steps (``want_metrics``) a step reads
+nothing back to the host: no ``.item()``, no data-dependent shapes (tested).
 """
 
 from __future__ import annotations
@@ -11,14 +16,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
-from typing import ContextManager, Iterator
+from typing import ContextManager, Iterator, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from hpm.config import Config
+from hpm.engine.compile import maybe_compile, resolve_compile
 from hpm.engine.ema import EmaUpdater, build_teacher
-from hpm.engine.precision import Resolved, autocast, prefer_fused_attention
+from hpm.engine.precision import Resolved, autocast, enable_tf32, prefer_fused_attention
 from hpm.engine.ranking import chosen_overlap, masked_spearman, spearman, top_fraction_overlap
 from hpm.errors import ConfigError
 from hpm.losses import loss_prediction_loss, reconstruction_loss
@@ -57,6 +63,16 @@ class PhaseTimer:
         self.totals.clear()
 
 
+class StudentLosses(NamedTuple):
+    """What the student's forward + loss pass returns (the compiled part of ``forward_backward``)."""
+
+    loss: Tensor  # [] L_rec + lambda * L_pred
+    loss_rec: Tensor  # [] reconstruction MSE over the masked patches
+    loss_pred: Tensor  # [] loss-prediction objective (0 without a predictor)
+    per_patch: Tensor  # [N, K] fp32 reconstruction loss of each masked patch
+    masked_scores: Tensor | None  # [N, K] the student's scores of its masked patches, or None
+
+
 class PretrainStep:
     """Student, optional EMA teacher, optimizer and the per-step stages of MAE / HPM.
 
@@ -72,6 +88,7 @@ class PretrainStep:
         ddp_model: the DDP wrapper, if any.
         target: the reconstruction target (default: built from ``cfg.loss``; pass one already
             built to load a ``model`` target's weights once).
+        compile: whether to compile the passes (default: ``cfg.train.compile`` on ``device``).
     """
 
     def __init__(
@@ -85,6 +102,7 @@ class PretrainStep:
         world_size: int = 1,
         ddp_model: nn.Module | None = None,
         target: PatchTarget | None = None,
+        compile: bool | None = None,
     ) -> None:
         self.cfg = cfg
         self.model = model
@@ -98,6 +116,7 @@ class PretrainStep:
         self.num_patches = model.num_patches
         self.num_mask = num_masked(self.num_patches, cfg.mask.ratio)
         self.predictor = cfg.loss.predictor
+        self.loss_weight = float(cfg.loss.weight)
         if self.predictor != "none" and not model.has_predictor:
             raise ValueError("loss.predictor is set but the model has no loss-predictor branch")
         self.uses_teacher = cfg.mask.strategy == "hpm"
@@ -119,6 +138,7 @@ class PretrainStep:
             )
         self._teacher_tokens: Tensor | None = None  # full-image teacher tokens shared with an ema target
         model.set_fused_attention(prefer_fused_attention(device, precision))
+        enable_tf32(device, precision)
         self.teacher: MaskedAutoencoder | None = None
         self.ema: EmaUpdater | None = None
         if self.uses_teacher or self.target.needs_teacher:
@@ -128,8 +148,18 @@ class PretrainStep:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(cfg.train.seed)  # same on every rank: global-batch masks
         self.timer = PhaseTimer(device)
+        self.compiled = resolve_compile(cfg.train.compile, device) if compile is None else compile
+        self._build_passes()
 
     # ----------------------------------------------------------------- helpers
+    def _build_passes(self) -> None:
+        """The passes ``torch.compile`` may take (:mod:`hpm.engine.compile`), compiled if ``self.compiled``."""
+        on = self.compiled
+        self._student_pass = maybe_compile(self._student_losses, on)
+        self._full_view_pass = maybe_compile(self._full_view_scores, on)
+        self._masked_view_pass = maybe_compile(self._masked_view_scores, on)
+        self._target_pass = maybe_compile(self._target_values, on)
+
     def _check_teacher_views(self) -> None:
         """Refuse masked-view settings that cannot work (views that do not fit, too few scored patches)."""
         mc = self.cfg.mask
@@ -164,13 +194,27 @@ class PretrainStep:
         z-normalised scores of the hidden patches; NaN for a patch no view hid.
         """
         assert self.teacher is not None
-        with self.timer("teacher"), self.autocast():
+        with self.timer("teacher"):
             if view_noise is None:
-                if not self.target.needs_teacher:
-                    return self.teacher.score_patches(images).float()
-                latent = self.teacher.forward_encoder(images)  # [N, 1 + L, D], shared with the ema target
-                self._teacher_tokens = latent[:, 1:]
-                return self.teacher.forward_loss_predictor(self.teacher.forward_decoder_input(latent)).float()
+                scores, tokens = self._full_view_pass(images)
+                self._teacher_tokens = tokens  # [N, L, D] for an ema target, else None
+                return scores
+            return self._masked_view_pass(images, view_noise)
+
+    def _full_view_scores(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The teacher on the whole image: scores [N, L] fp32, and its patch tokens [N, L, D]
+        when an ``ema`` target shares them (else None)."""
+        assert self.teacher is not None
+        with self.autocast():
+            if not self.target.needs_teacher:
+                return self.teacher.score_patches(images).float(), None
+            latent = self.teacher.forward_encoder(images)  # [N, 1 + L, D]
+            scores = self.teacher.forward_loss_predictor(self.teacher.forward_decoder_input(latent))
+            return scores.float(), latent[:, 1:]
+
+    def _masked_view_scores(self, images: Tensor, view_noise: Tensor) -> Tensor:
+        """The teacher on its partial views drawn from ``view_noise`` [N, L]: scores [N, L] fp32."""
+        with self.autocast():
             views = teacher_views(view_noise, self.teacher_num_mask, self.teacher_views)
             return score_teacher_views(self.teacher, images, views)
 
@@ -182,13 +226,21 @@ class PretrainStep:
         ``ema`` target reuses the teacher's full-image tokens of this step's scoring pass if the
         teacher saw the full image, else runs the teacher's encoder on the full image.
         """
-        with self.timer("target"), self.autocast():
+        with self.timer("target"):
             tokens = None
             if self.target.needs_teacher:
                 tokens, self._teacher_tokens = self._teacher_tokens, None
-                if tokens is None or tokens.shape[0] != images.shape[0]:
-                    assert self.teacher is not None
-                    tokens = self.teacher.forward_encoder(images)[:, 1:]  # [N, L, D]
+                if tokens is not None and tokens.shape[0] != images.shape[0]:
+                    tokens = None
+            return self._target_pass(images, ids_mask, tokens)
+
+    def _target_values(self, images: Tensor, ids_mask: Tensor, tokens: Tensor | None) -> Tensor:
+        """:meth:`targets` given the teacher's full-image tokens [N, L, D] (None: compute them
+        if the target needs them)."""
+        with self.autocast():
+            if self.target.needs_teacher and tokens is None:
+                assert self.teacher is not None
+                tokens = self.teacher.forward_encoder(images)[:, 1:]  # [N, L, D]
             return self.target(images, ids_mask, tokens)
 
     @torch.no_grad()
@@ -264,23 +316,14 @@ class PretrainStep:
         target = self.targets(images, masks.ids_mask)  # [N, K, D]
         with no_sync():
             with self.timer("forward"):
-                with self.autocast():
-                    out = self.forward_model(images, masks.ids_keep, masks.ids_mask)
-                loss_rec, per_patch = reconstruction_loss(out.pred, target)  # [], [N, K]
-                loss = loss_rec
-                loss_pred = torch.zeros((), device=self.device)
-                masked_scores = None
-                if self.predictor != "none":
-                    assert out.scores is not None
-                    masked_scores = torch.gather(out.scores, 1, masks.ids_mask)  # [N, K]
-                    loss_pred = loss_prediction_loss(self.predictor, masked_scores, per_patch)
-                    loss = loss_rec + self.cfg.loss.weight * loss_pred
+                out = self._student_pass(images, masks.ids_keep, masks.ids_mask, target)
             with self.timer("backward"):
-                self.scaler.scale(loss * loss_scale).backward()
-        result = {"loss": loss.detach(), "loss_rec": loss_rec.detach(), "loss_pred": loss_pred.detach()}
+                self.scaler.scale(out.loss * loss_scale).backward()
+        result = {"loss": out.loss.detach(), "loss_rec": out.loss_rec.detach(), "loss_pred": out.loss_pred.detach()}
         if want_metrics:
             with torch.no_grad():
-                real = per_patch.detach()
+                real = out.per_patch.detach()
+                masked_scores = out.masked_scores
                 if masked_scores is not None:
                     pred = masked_scores.detach().float()
                     result["pred_spearman"] = spearman(pred, real).mean()
@@ -294,6 +337,27 @@ class PretrainStep:
                     if num_hard > 0:
                         result["teacher_top25"] = chosen_overlap(real, num_hard).mean()
         return result
+
+    def _student_losses(self, images: Tensor, ids_keep: Tensor, ids_mask: Tensor, target: Tensor) -> StudentLosses:
+        """Student forward (in the step's precision) and its losses (fp32).
+
+        Args:
+            images: [N, C, H, W].
+            ids_keep, ids_mask: [N, L - K] / [N, K] patch indices of the student's mask.
+            target: [N, K, D] reconstruction targets of the masked patches.
+        """
+        with self.autocast():
+            out = self.forward_model(images, ids_keep, ids_mask)
+        loss_rec, per_patch = reconstruction_loss(out.pred, target)  # [], [N, K]
+        loss = loss_rec
+        loss_pred = torch.zeros((), device=images.device)
+        masked_scores = None
+        if self.predictor != "none":
+            assert out.scores is not None
+            masked_scores = torch.gather(out.scores, 1, ids_mask)  # [N, K]
+            loss_pred = loss_prediction_loss(self.predictor, masked_scores, per_patch)
+            loss = loss_rec + self.loss_weight * loss_pred
+        return StudentLosses(loss, loss_rec, loss_pred, per_patch, masked_scores)
 
     def optimizer_step(self, ema_decay: float | None = None) -> None:
         """Clip (if configured), step the optimizer, clear gradients, update the EMA teacher."""

@@ -6,7 +6,10 @@ masks -> forward/backward -> optimizer step per batch and hands logging and chec
 helpers. Evaluation during training is a callback of the caller (``on_epoch_end``); work at the
 end of a run (k-NN, figures) is done by the command (:mod:`hpm.pretrain`), not here.
 SIGTERM / SIGUSR1 stop the run after the current optimizer step with a checkpoint
-(:mod:`hpm.engine.preemption`).
+(:mod:`hpm.engine.preemption`). Any other exception ends the run at once: it is written to
+``train.log`` with its traceback, the DataLoader workers, TensorBoard writer and process group
+are shut down (:mod:`hpm.engine.shutdown`) and the exception reaches the caller; checkpoints
+carry the partial logging window, so the records of a resumed run are the uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from hpm.config import Config, _deep_merge, config_from_dict, config_to_dict, di
 from hpm.data import GlobalBatchSampler, build_pretrain_data, collate_skip_none
 from hpm.data.build import PretrainData
 from hpm.engine import distributed as D
-from hpm.engine.checkpoint import latest_checkpoint, load_state, load_weights, rng_state, save_checkpoint, set_rng_state
+from hpm.engine.checkpoint import load_newest, load_state, load_weights, rng_state, save_checkpoint, set_rng_state
 from hpm.engine.ema import ema_decay_at
-from hpm.engine.logger import LOG, MetricsLogger, SkippedFiles, log_to_file, setup_logging
+from hpm.engine.logger import LOG, MetricsLogger, SkippedFiles, log_run_failure, log_to_file, setup_logging
 from hpm.engine.optim import absolute_lr, build_lr_schedule, build_optimizer, effective_batch
 from hpm.engine.precision import Resolved, resolve_device, resolve_precision
 from hpm.engine.preemption import StopSignals, ignore_stop_signals, preempted
+from hpm.engine.shutdown import close_loader, reap_daemons_at_exit
 from hpm.engine.step import PretrainStep
 from hpm.errors import ConfigError, DataError, NonFiniteLossError
 from hpm.losses.targets import build_target, resolve_target_dim
@@ -42,7 +46,7 @@ from hpm.models.mae import MaskedAutoencoder
 
 # Keys that may change between an interrupted run and its resumption.
 _RESUME_FREE = (
-    "output_dir", "data.num_workers", "train.device", "train.keep_ckpts", "train.log_every", "eval.",
+    "output_dir", "data.num_workers", "train.device", "train.keep_ckpts", "train.log_every", "train.compile", "eval.",
 )
 # Called after each epoch's checkpoint (rank 0 only): (student, epoch, step) -> a record to log, or None.
 EpochHook = Callable[[MaskedAutoencoder, int, int], "dict[str, Any] | None"]
@@ -96,6 +100,7 @@ class Pretraining:
     clock: TrainClock
     last_ckpt: Path | None
     last_loss: float | None = None
+    resume_window: dict[str, Any] | None = None  # the checkpoint's partial logging window (StepLog)
 
 
 def pretrain(cfg: Config, on_epoch_end: EpochHook | None = None) -> RunSummary:
@@ -109,23 +114,31 @@ def pretrain(cfg: Config, on_epoch_end: EpochHook | None = None) -> RunSummary:
     device = resolve_device(cfg.train.device, dist.local_rank)
     precision = resolve_precision(cfg.train.precision, device)
     setup_logging(dist.is_main)
+    reap_daemons_at_exit()
+    run: Pretraining | None = None
     try:
         run = setup(cfg, Path(cfg.output_dir), device, precision, dist)
         log = StepLog(run)
-        with StopSignals() as stop:
-            bar = tqdm(total=run.total_steps, initial=run.step, disable=not dist.is_main, unit="step", dynamic_ncols=True)
+        log.load_state_dict(run.resume_window)
+        bar = tqdm(total=run.total_steps, initial=run.step, disable=not dist.is_main, unit="step", dynamic_ncols=True)
+        with StopSignals() as stop, bar:  # the bar is closed before an error is printed
             for epoch in range(run.step // run.steps_per_epoch, run.cfg.train.epochs):
                 train_one_epoch(run, epoch, log, stop, bar)
                 end_of_epoch(run, epoch, log, on_epoch_end)
                 stop_if_asked(run, log, stop)
-            bar.close()
         log.check_finite()
         run.metrics.close()
         skipped = log.skipped_total()
         if skipped:
             LOG.warning("%d unreadable image(s) were skipped in all (named above, first ten)", skipped)
         return RunSummary(run.run_dir, run.last_ckpt, run.step, run.last_loss, skipped, dist.is_main, run.model)
+    except BaseException as exc:
+        log_run_failure(exc)
+        raise
     finally:
+        if run is not None:
+            close_loader(run.loader)
+            run.metrics.close()
         D.shutdown_distributed()
 
 
@@ -135,6 +148,8 @@ def setup(cfg: Config, run_dir: Path, device: torch.device, precision: Resolved,
     Nothing is written before the data, the config and the checkpoint are known to be good.
     """
     tc = cfg.train
+    if dist.is_main and (run_dir / "train.log").is_file():
+        log_to_file(run_dir / "train.log")  # a resume: its warnings, and a refusal, reach the run's log
     torch.manual_seed(tc.seed)
     data = build_pretrain_data(cfg.data, cfg.model.img_size, tc.seed)  # fails fast when missing
     cfg = _resolve_channels(cfg, data.channels)
@@ -155,7 +170,7 @@ def setup(cfg: Config, run_dir: Path, device: torch.device, precision: Resolved,
     schedule = build_lr_schedule(optimizer, total_steps, round(tc.warmup_epochs * steps_per_epoch), tc.min_lr)
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else None
     step_fn = PretrainStep(cfg, model, optimizer, device, precision, dist.rank, dist.world_size, ddp, target)
-    ckpt, start_step, time_before = _resume(run_dir, step_fn, total_steps)
+    ckpt, start_step, time_before, window = _resume(run_dir, step_fn, total_steps, dist)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         log_to_file(run_dir / "train.log")
@@ -164,6 +179,7 @@ def setup(cfg: Config, run_dir: Path, device: torch.device, precision: Resolved,
     run = Pretraining(
         cfg, run_dir, device, precision, dist, data, sampler, _loader(data, sampler, cfg.data.num_workers), model,
         optimizer, schedule, step_fn, metrics, steps_per_epoch, total_steps, start_step, TrainClock(time_before), ckpt,
+        resume_window=window,
     )
     _log_header(run, lr)
     return run
@@ -233,6 +249,7 @@ def end_of_epoch(run: Pretraining, epoch: int, log: "StepLog", on_epoch_end: Epo
 def checkpoint(run: Pretraining, log: "StepLog") -> Path | None:
     """Check the losses are finite, then write a checkpoint of ``run.step`` (rank 0) and wait for every rank."""
     log.check_finite()
+    windows = D.all_gather_objects(log.state_dict())  # every rank's partial window (a collective)
     if run.dist.is_main:
         state = {
             "step_state": run.step_fn.state_dict(),
@@ -240,6 +257,7 @@ def checkpoint(run: Pretraining, log: "StepLog") -> Path | None:
             "config": config_to_dict(run.cfg),
             "epoch": run.step // run.steps_per_epoch,
             "train_time_s": run.clock.seconds(),
+            "log_windows": windows,  # per rank
         }
         run.last_ckpt = save_checkpoint(run.run_dir, run.step, run.model, run.step_fn.teacher, state, run.cfg.train.keep_ckpts)
     D.barrier()
@@ -273,6 +291,27 @@ class StepLog:
 
     def skip(self, dropped: list[str]) -> None:
         self.skipped.add(dropped)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The partial window (sums, micro-batch and image counts, seconds) and the skipped-image
+        count, for a checkpoint: a run resumed inside a window logs the uninterrupted run's record."""
+        sums = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else float(v) for k, v in self.sums.items()}
+        return {
+            "sums": sums,
+            "images": self.window_images,
+            "elapsed_s": time.perf_counter() - self.window_start,
+            "skipped": self.skipped.count,
+        }
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Restore :meth:`state_dict` (None: a checkpoint of before windows were saved; start empty)."""
+        if not state:
+            return
+        device = self.run.device
+        self.sums = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in state["sums"].items()}
+        self.window_images = int(state["images"])
+        self.window_start = time.perf_counter() - float(state["elapsed_s"])
+        self.skipped.count = int(state["skipped"])
 
     def add(self, out: dict[str, torch.Tensor], step: int, images: int) -> None:
         """One micro-batch's outputs (``images``: over all ranks)."""
@@ -360,32 +399,54 @@ def _check_resume_config(run_dir: Path, cfg: Config) -> None:
         )
 
 
-def _resume(run_dir: Path, step_fn: PretrainStep, total_steps: int) -> tuple[Path | None, int, float]:
-    """Load the newest checkpoint into the step's models, optimizer, generators and RNG.
+def _resume(
+    run_dir: Path, step_fn: PretrainStep, total_steps: int, dist: D.DistInfo
+) -> tuple[Path | None, int, float, dict[str, Any] | None]:
+    """Load the newest valid checkpoint into the step's models, optimizer, generators and RNG.
+
+    A damaged newest checkpoint is moved aside (rank 0, before the other ranks look) and the one
+    before it is used (:func:`~hpm.engine.checkpoint.load_newest`).
 
     Returns:
-        (checkpoint or None, optimizer steps done, training seconds of earlier invocations).
+        (checkpoint or None, optimizer steps done, training seconds of earlier invocations,
+        the checkpoint's partial logging window or None).
     """
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        return None, 0, 0.0
-    state = load_state(ckpt)
-    load_weights(step_fn.model, ckpt / "model.safetensors")
-    if step_fn.teacher is not None:
-        load_weights(step_fn.teacher, ckpt / "teacher.safetensors")
+    def load(ckpt: Path) -> dict[str, Any]:
+        state = load_state(ckpt)
+        load_weights(step_fn.model, ckpt / "model.safetensors")
+        if step_fn.teacher is not None:
+            load_weights(step_fn.teacher, ckpt / "teacher.safetensors")
+        return state
+
+    if dist.is_main:
+        found = load_newest(run_dir, load)
+    D.barrier()  # the other ranks read what rank 0 left in place
+    if not dist.is_main:
+        found = load_newest(run_dir, load)
+    if found is None:
+        return None, 0, 0.0, None
+    ckpt, state = found
     step_fn.load_state_dict(state["step_state"])
     set_rng_state(state["rng"])
     LOG.info("resuming from %s (step %d of %d)", ckpt, int(state["step"]), total_steps)
-    return ckpt, int(state["step"]), float(state.get("train_time_s", 0.0))
+    windows = state.get("log_windows") or []
+    if windows and len(windows) != dist.world_size:
+        LOG.warning("the checkpoint holds the logging windows of %d process(es), this run has %d: the first "
+                    "record after the resume averages the steps after it only", len(windows), dist.world_size)
+    window = windows[dist.rank] if len(windows) == dist.world_size else None
+    return ckpt, int(state["step"]), float(state.get("train_time_s", 0.0)), window
 
 
 def _loader(data: PretrainData, sampler: GlobalBatchSampler, workers: int) -> DataLoader:
+    """Workers kept across epochs, each with 2 batches in flight; pinned host memory on CUDA so
+    that the step's ``non_blocking`` copy overlaps the previous step."""
     return DataLoader(
         data.dataset,
         batch_sampler=sampler,
         num_workers=workers,
         collate_fn=collate_skip_none,
         persistent_workers=workers > 0,
+        prefetch_factor=2 if workers > 0 else None,
         pin_memory=torch.cuda.is_available(),
         worker_init_fn=ignore_stop_signals if workers > 0 else None,
     )

@@ -12,6 +12,7 @@ from torch.utils.data import TensorDataset
 
 from hpm.engine.checkpoint import latest_checkpoint
 from hpm.errors import CheckpointError, ConfigError, DataError
+from hpm.engine.integrity import seal
 from hpm.eval.encoder import FrozenEncoder, extract_features, load_encoder, load_model_from_checkpoint, pool_tokens
 from hpm.models import build_model
 from tests.eval.conftest import save_random_run, tiny_config
@@ -33,6 +34,7 @@ def test_teacher_weights_differ_from_the_student(tmp_path: Path) -> None:
     teacher = load_file(str(ckpt / "teacher.safetensors"))
     teacher["norm.weight"] = teacher["norm.weight"] + 1.0
     save_file(teacher, str(ckpt / "teacher.safetensors"))
+    seal(ckpt)  # a deliberate edit, not damage
     enc = load_encoder(run, weights="teacher")
     assert enc.weights == "teacher" and enc.step == 7
     assert torch.allclose(enc.model.norm.weight, torch.full((32,), 2.0))
@@ -125,7 +127,13 @@ def test_missing_weights_file(random_run: Path) -> None:
 
 
 def test_corrupt_weights_file(random_run: Path) -> None:
-    (latest_checkpoint(random_run) / "model.safetensors").write_bytes(b"not a safetensors file")
+    ckpt = latest_checkpoint(random_run)
+    (ckpt / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="every checkpoint .* is damaged"):
+        load_encoder(random_run)
+    with pytest.raises(CheckpointError, match="damaged: model.safetensors has 22 bytes"):
+        load_encoder(ckpt)
+    seal(ckpt)  # written so (no manifest could tell): the reader names the file
     with pytest.raises(CheckpointError, match="cannot read .*model.safetensors"):
         load_encoder(random_run)
 
@@ -140,6 +148,7 @@ def test_weights_of_another_architecture(tmp_path: Path) -> None:
     run = save_random_run(tmp_path / "run", tiny_config())
     other = save_random_run(tmp_path / "other", tiny_config(embed_dim=48, depth=2))
     shutil.copy(latest_checkpoint(other) / "model.safetensors", latest_checkpoint(run) / "model.safetensors")
+    seal(latest_checkpoint(run))  # a valid file of another architecture, not damage
     with pytest.raises(CheckpointError, match="another architecture.*unexpected encoder keys.*blocks.1.*shape mismatches"):
         load_encoder(run)
 
@@ -163,7 +172,7 @@ def test_options_removed_since_are_ignored_but_model_keys_are_not(tmp_path: Path
 
     model = build_model(tiny_config().model)
     raw = config_to_dict(tiny_config())
-    raw["train"]["compile"] = False  # an option of an older version
+    raw["train"]["channels_last"] = True  # an option of an older version (or a newer one)
     save_checkpoint(tmp_path / "old", 1, model, None, {"config": raw})
     assert load_encoder(tmp_path / "old").cfg.model.embed_dim == 32
     raw["model"]["qk_norm"] = True  # would change the architecture
