@@ -234,10 +234,16 @@ def test_load_newest_moves_a_truncated_newest_checkpoint_aside_and_uses_the_one_
 ) -> None:
     from hpm.engine.checkpoint import DAMAGED_DIR, load_newest
 
+    from hpm.engine.logger import LOG
+
     first, second, newest = _three_checkpoints(tmp_path)
     data = (newest / "state.pt").read_bytes()
     (newest / "state.pt").write_bytes(data[:100])
-    ckpt, v = load_newest(tmp_path, _load_v)
+    LOG.addHandler(caplog.handler)  # the hpm logger does not propagate once a run set it up
+    try:
+        ckpt, v = load_newest(tmp_path, _load_v)
+    finally:
+        LOG.removeHandler(caplog.handler)
     assert (ckpt, v) == (second, 2)
     moved = tmp_path / CKPT_DIR / DAMAGED_DIR / newest.name
     assert moved.is_dir() and (moved / "state.pt").read_bytes() == data[:100]  # kept, not deleted

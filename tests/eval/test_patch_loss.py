@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hpm.engine.integrity import seal
 from hpm.errors import CheckpointError
 from hpm.eval.patch_loss import (
     load_pretrained,
@@ -142,6 +143,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
     ckpt = next((run / "checkpoints").iterdir())
     (ckpt / "model.safetensors").unlink()
     (tmp_path / "keep" / next((tmp_path / "keep").iterdir()).name / "model.safetensors").rename(ckpt / "model.safetensors")
+    seal(ckpt)  # weights of another architecture written so, not damaged later
     with pytest.raises(CheckpointError, match="another architecture"):  # ... with weights of another
         load_pretrained(run)
 
