@@ -28,6 +28,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from hpm.engine import distributed as D
 from hpm.engine.integrity import (
     MANIFEST,
     entry_of,
@@ -125,7 +126,7 @@ def save_checkpoint(
             write_durable(tmp / name, data)
             del data
         full_state = {**state, "format": FORMAT_VERSION, "step": step}
-        entries["state.pt"] = write_durable_with(tmp / "state.pt", lambda f: _save_state(full_state, f))
+        entries["state.pt"] = write_durable_with(tmp / "state.pt", lambda f: torch.save(full_state, f))
         write_durable(tmp / MANIFEST, manifest_bytes(entries))  # last: its presence means complete
         if final.exists():
             shutil.rmtree(final)
@@ -141,10 +142,6 @@ def save_checkpoint(
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def _save_state(state: dict[str, Any], file: Any) -> None:
-    torch.save(state, file)
 
 
 def _tensor_bytes(model: nn.Module, teacher: nn.Module | None, state: Any) -> int:
@@ -235,6 +232,14 @@ def load_newest(run_dir: Path, load: Callable[[Path], T]) -> tuple[Path, T] | No
             f"{moved[0].parent}. Start again with another --output-dir (or delete {Path(run_dir) / CKPT_DIR})."
         )
     return None
+
+
+def load_newest_on_every_rank(run_dir: Path, load: Callable[[Path], T], is_main: bool) -> tuple[Path, T] | None:
+    """:func:`load_newest` in every process of a job: rank 0 first (it moves a damaged newest
+    checkpoint aside), the others after a barrier, so that all resume from the same one."""
+    found = load_newest(run_dir, load) if is_main else None
+    D.barrier()
+    return found if is_main else load_newest(run_dir, load)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

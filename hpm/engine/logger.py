@@ -10,6 +10,8 @@ from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 
+from hpm.errors import HpmError, Preempted
+
 LOG = logging.getLogger("hpm")
 
 
@@ -158,8 +160,6 @@ def log_run_failure(exc: BaseException) -> None:
     """Write why a run (pre-training, fine-tune) ended to its log file (``train.log``): the message of an
     :class:`~hpm.errors.HpmError`, the traceback of anything else. A stop signal was logged when
     it arrived. Marks ``exc`` so that the command does not log it again."""
-    from hpm.errors import HpmError, Preempted
-
     if isinstance(exc, Preempted) or getattr(exc, "hpm_logged", False):
         return
     if isinstance(exc, HpmError):

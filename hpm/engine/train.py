@@ -30,7 +30,7 @@ from hpm.config import Config, _deep_merge, config_from_dict, config_to_dict, di
 from hpm.data import GlobalBatchSampler, build_pretrain_data, collate_skip_none
 from hpm.data.build import PretrainData
 from hpm.engine import distributed as D
-from hpm.engine.checkpoint import load_newest, load_state, load_weights, rng_state, save_checkpoint, set_rng_state
+from hpm.engine.checkpoint import load_newest_on_every_rank, load_state, load_weights, rng_state, save_checkpoint, set_rng_state
 from hpm.engine.ema import ema_decay_at
 from hpm.engine.logger import LOG, MetricsLogger, SkippedFiles, log_run_failure, log_to_file, setup_logging
 from hpm.engine.optim import absolute_lr, build_lr_schedule, build_optimizer, effective_batch
@@ -127,7 +127,6 @@ def pretrain(cfg: Config, on_epoch_end: EpochHook | None = None) -> RunSummary:
                 end_of_epoch(run, epoch, log, on_epoch_end)
                 stop_if_asked(run, log, stop)
         log.check_finite()
-        run.metrics.close()
         skipped = log.skipped_total()
         if skipped:
             LOG.warning("%d unreadable image(s) were skipped in all (named above, first ten)", skipped)
@@ -273,7 +272,6 @@ def stop_if_asked(run: Pretraining, log: "StepLog", stop: StopSignals) -> None:
         return
     if not (run.last_ckpt is not None and run.last_ckpt.name == f"step_{run.step:08d}"):
         checkpoint(run, log)
-    run.metrics.close()
     where = run.last_ckpt if run.dist.is_main else "rank 0's run directory"
     raise preempted("training", signum, run.step, run.total_steps, where)
 
@@ -418,11 +416,7 @@ def _resume(
             load_weights(step_fn.teacher, ckpt / "teacher.safetensors")
         return state
 
-    if dist.is_main:
-        found = load_newest(run_dir, load)
-    D.barrier()  # the other ranks read what rank 0 left in place
-    if not dist.is_main:
-        found = load_newest(run_dir, load)
+    found = load_newest_on_every_rank(run_dir, load, dist.is_main)
     if found is None:
         return None, 0, 0.0, None
     ckpt, state = found

@@ -68,7 +68,7 @@ from hpm.config import Precision, load_yaml_file, parse_overrides
 from hpm.data import Unreadable, collate_skip_none
 from hpm.data.transforms import PadTo
 from hpm.engine import distributed as D
-from hpm.engine.checkpoint import load_newest, load_state, load_weights, rng_state, save_checkpoint, set_rng_state
+from hpm.engine.checkpoint import load_newest_on_every_rank, load_state, load_weights, rng_state, save_checkpoint, set_rng_state
 from hpm.engine.logger import LOG, log_run_failure, log_to_file, stop_logging_to
 from hpm.engine.optim import build_lr_schedule
 from hpm.engine.precision import Resolved, autocast
@@ -691,12 +691,7 @@ def _result(run: _Finetuning) -> dict[str, Any]:
 
 def _rank_states(run: _Finetuning) -> list[dict[str, Any]]:
     """Every rank's RNG states and running loss sums, gathered on all ranks (a collective under torchrun)."""
-    own = {"rng": rng_state(), "loss_sum": run.loss_sum, "loss_n": run.loss_n}
-    if not D.is_distributed():
-        return [own]
-    gathered: list[Any] = [None] * run.dist.world_size
-    torch.distributed.all_gather_object(gathered, own)
-    return gathered
+    return D.all_gather_objects({"rng": rng_state(), "loss_sum": run.loss_sum, "loss_n": run.loss_n})  # type: ignore[return-value]
 
 
 def _checkpoint(run: _Finetuning) -> Path | None:
@@ -769,11 +764,7 @@ def _resume(run: _Finetuning) -> dict[str, Any] | None:
         load_weights(run.model, ckpt / "model.safetensors")
         return state
 
-    if run.dist.is_main:  # rank 0 moves a damaged newest checkpoint aside before the others look
-        found = load_newest(run_dir, load)
-    D.barrier()
-    if not run.dist.is_main:
-        found = load_newest(run_dir, load)
+    found = load_newest_on_every_rank(run_dir, load, run.dist.is_main)
     if found is None:
         return None
     ckpt, state = found
