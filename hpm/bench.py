@@ -41,19 +41,27 @@ from hpm.peak_flops import datasheet_peak_tflops
 
 COMPILED = "@compiled"  # suffix of a compiled variant's name
 COMPILE_MODES = ("auto", "off", "on", "both")
-VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient", "random_predictor")
+VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient", "random_predictor", "attention", "attention_predictor")
 # What each variant with a loss predictor changes (on top of the relative objective):
 # hpm: the paper's full-image teacher; hpm_masked: the teacher scores a random partial view;
 # hpm_efficient: that, with a shallow loss predictor (configs/ablations/efficient.yaml);
-# random_predictor: random masks, the predictor trained, no teacher (the objective alone).
-# The paper's loss predictor is as deep as the decoder (predictor_depth None).
+# random_predictor: random masks, the predictor trained, no teacher (the objective alone);
+# attention_predictor: AttMask's full-image [CLS] attention chooses the mask (hints mode), the
+# one-block predictor trained beside it. The paper's loss predictor is as deep as the decoder
+# (predictor_depth None).
+_ATTENTION_MASK = {"strategy": "attention", "teacher_view": "full", "attention_mode": "hints"}
 PREDICTOR_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "hpm": {"mask": {"strategy": "hpm", "teacher_view": "full"}, "model": {"predictor_depth": None}},
     "hpm_masked": {"mask": {"strategy": "hpm", "teacher_view": "masked"}, "model": {"predictor_depth": None}},
     "hpm_efficient": {"mask": {"strategy": "hpm", "teacher_view": "masked"}, "model": {"predictor_depth": 1}},
     "random_predictor": {"mask": {"strategy": "random"}, "model": {"predictor_depth": None}},
+    "attention_predictor": {"mask": _ATTENTION_MASK, "model": {"predictor_depth": 1}},
 }
-DEFAULT_VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient")
+# Variants without a loss predictor besides MAE: attention, an EMA encoder's attention chooses the mask.
+PLAIN_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "attention": {"mask": _ATTENTION_MASK, "loss": {"predictor": "none"}},
+}
+DEFAULT_VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient", "attention", "attention_predictor")
 
 
 def device_name(device: torch.device) -> str:
@@ -98,12 +106,14 @@ def measure_peak_gflops(device: torch.device, precision: Resolved, seconds: floa
 
 
 def variant_config(base: Config, variant: str, mask: str) -> Config:
-    """The config of a benchmark variant: ``mae`` (no predictor, ``mask`` masking) or a variant
-    with the loss predictor (:data:`PREDICTOR_VARIANTS`)."""
+    """The config of a benchmark variant: ``mae`` (no predictor, ``mask`` masking), ``attention``
+    (:data:`PLAIN_VARIANTS`) or a variant with the loss predictor (:data:`PREDICTOR_VARIANTS`)."""
     raw = base.model_dump(mode="json")
     if variant == "mae":
         raw["mask"]["strategy"] = mask
         raw["loss"]["predictor"] = "none"
+    elif variant in PLAIN_VARIANTS:
+        raw = _deep_merge(raw, PLAIN_VARIANTS[variant])
     elif variant in PREDICTOR_VARIANTS:
         raw["loss"]["predictor"] = "relative"
         raw = _deep_merge(raw, PREDICTOR_VARIANTS[variant])
@@ -305,7 +315,7 @@ def run_bench(
         cfgs = _compile_variants(cfgs, compile)
         _bench_all(result, cfgs, device, resolved, steps, warmup, peak_tflops)
 
-    for name in PREDICTOR_VARIANTS:
+    for name in [*PREDICTOR_VARIANTS, *PLAIN_VARIANTS]:
         if "mae" in variants and name in variants:
             result[f"{name}_over_mae"] = {
                 p: result[name][p]["step_s"] / result["mae"][p]["step_s"] for p in resolved
@@ -429,7 +439,7 @@ def format_bench(result: dict[str, Any]) -> str:
                 f"{variant:25} {prec:5} {r['step_s']:8.3f} {r['img_per_s']:8.1f} "
                 f"{r['gflop_per_step']:8.1f} {r['mfu']:6.2f} {mem:>7} {comp:>9}  {phases}"
             )
-    for name in PREDICTOR_VARIANTS:
+    for name in [*PREDICTOR_VARIANTS, *PLAIN_VARIANTS]:
         for prec, ratio in result.get(f"{name}_over_mae", {}).items():
             lines.append(f"{name} / mae step time ({prec}): {ratio:.2f}x")
     for name in result.get("variants", []):

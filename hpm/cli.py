@@ -7,10 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from hpm.config import TargetName
 from hpm.errors import HpmError, Preempted
+
+if TYPE_CHECKING:
+    from hpm.data.labels import LabelCount
 
 TARGETS: tuple[str, ...] = get_args(TargetName)  # loss.target values
 
@@ -155,10 +158,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.path is not None and "=" in args.path and not Path(args.path).exists():
         overrides_given.insert(0, args.path)  # `hpm eval finetune --random-init blr=1e-3`
         args.path = None
-    if args.path is None and not args.random_init:
+    raw_pixels = getattr(args, "raw_pixels", False)
+    if args.path is None and not (args.random_init or raw_pixels):
         raise ConfigError("give a run directory or checkpoint folder (or --random-init for a random encoder)")
+    labels = _few_labels(args, overrides_given)
     opts = EvalOptions(
         random_init=args.random_init,
+        raw_pixels=raw_pixels,
+        labels=labels,
         weights=args.weights,
         pool=args.pool,
         precision=args.precision or "auto",
@@ -182,13 +189,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             overrides["train_subset"] = args.subset
         if args.test_subset is not _RECIPE_DEFAULT:
             overrides["test_subset"] = args.test_subset
-        opts.finetune = build_finetune_config(args.recipe, args.config, overrides)
+        recipe = args.recipe or ("few_labels" if labels is not None else "reference")
+        opts.finetune = build_finetune_config(recipe, args.config, overrides)
     else:
         if overrides_given:
             raise ConfigError(f"unexpected arguments {overrides_given}; key=value overrides apply to `hpm eval finetune`")
         opts.batch_size, opts.num_workers = args.batch_size, args.num_workers
         opts.train_subset = 10000 if args.subset is _RECIPE_DEFAULT else args.subset
-        opts.test_subset = 2000 if args.test_subset is _RECIPE_DEFAULT else args.test_subset
+        # few labels: evaluated on the whole test split unless told otherwise
+        default_test = None if labels is not None else 2000
+        opts.test_subset = default_test if args.test_subset is _RECIPE_DEFAULT else args.test_subset
         if args.protocol == "knn":
             opts.ks, opts.temperature = args.ks, args.temperature
         else:
@@ -200,6 +210,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if path is not None:
         print(f"{summary_line(record)} -> {path}")
     return 0
+
+
+def _few_labels(args: argparse.Namespace, overrides: list[str]) -> LabelCount | None:
+    """``--labels N|P%`` parsed, refused together with a train subset (they exclude each other)."""
+    from hpm.data.labels import parse_labels
+    from hpm.errors import ConfigError
+
+    if args.labels is None:
+        return None
+    labels = parse_labels(args.labels)
+    if args.subset is not _RECIPE_DEFAULT or any(o.split("=", 1)[0] == "train_subset" for o in overrides):
+        raise ConfigError(f"--labels {labels} chooses the labelled images from the whole train split; "
+                          "drop --subset / train_subset")
+    return labels
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -265,7 +289,12 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--subset", type=_count_or_all, default=_RECIPE_DEFAULT, metavar="N|all",
                        help="class-balanced subset of at most N train images (knn/linear default 10000; finetune: the recipe's)")
         p.add_argument("--test-subset", type=_count_or_all, default=_RECIPE_DEFAULT, metavar="N|all",
-                       help="class-balanced subset of at most N test images (default 2000)")
+                       help="class-balanced subset of at most N test images (default 2000; with --labels: all)")
+        p.add_argument("--labels", metavar="LABELS",
+                       help="few labels, N or P%% (e.g. 600 or 1%%): only N (or P%% of the whole train split) "
+                            "class-balanced, seeded (--seed), nested train images keep their label and are the "
+                            "train split; replaces --subset"
+                            + ("; default recipe few_labels" if name == "finetune" else ""))
         p.add_argument("--precision", help="auto (default), bf16, fp16 (CUDA) or fp32")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
         p.add_argument("--data-dir", help="evaluate on an ImageFolder: DIR/train/<class>/ and DIR/val/<class>/")
@@ -283,6 +312,8 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--epochs", type=int, help="probe epochs (default 100) / fine-tuning epochs (default: the recipe's)")
         if name != "finetune":
             p.add_argument("--pool", default="cls", choices=["cls", "avg"], help="class token (default) or average of the patch tokens")
+            p.add_argument("--raw-pixels", action="store_true",
+                           help="the same protocol on the normalised pixels (the floor; PATH or --preset sets the image size)")
         if name == "knn":
             p.add_argument("--ks", type=_int_list, default=(10, 20, 100, 200), help="comma-separated k values")
             p.add_argument("--temperature", type=float, default=0.07)
@@ -292,9 +323,10 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--warmup-epochs", type=float, default=10.0)
             p.add_argument("--weight-decay", type=float, default=0.0)
         if name == "finetune":
-            p.add_argument("--recipe", default="reference",
-                           help="reference (default: 10 epochs on 10 000 images, the study's), small (3 epochs on "
-                                "5 000, a quick check) or paper_vit_b16 (spec section 4)")
+            p.add_argument("--recipe",
+                           help="reference (default: 10 epochs on 10 000 images, the study's), few_labels (default "
+                                "with --labels: the reference's 100 000 images seen, epochs scaled), small (3 epochs "
+                                "on 5 000, a quick check) or paper_vit_b16 (spec section 4)")
             p.add_argument("--config", help="YAML file of fine-tuning keys")
             p.add_argument("overrides", nargs="*", metavar="key=value",
                            help="any fine-tuning key, e.g. blr=5e-4 layer_decay=0.8 mixup=0 ckpt_every_steps=500")
@@ -409,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="run directory (resumes if it holds a checkpoint)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--subset", type=int, help="seeded, class-balanced subset of N training images")
-    p.add_argument("--mask", choices=["random", "block", "hpm"])
+    p.add_argument("--mask", choices=["random", "block", "hpm", "attention"])
     p.add_argument("--loss-predictor", choices=["relative", "absolute", "none"])
     p.add_argument("--target", choices=TARGETS,
                    help="reconstruction target (default norm_pix); model needs loss.target_weights=FILE")
@@ -424,9 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     b.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     b.add_argument("--mask", default="random", choices=["random", "block"], help="MAE's masking")
-    b.add_argument("--variants", default="mae,hpm,hpm_masked,hpm_efficient",
+    b.add_argument("--variants", default="mae,hpm,hpm_masked,hpm_efficient,attention,attention_predictor",
                    help="comma-separated: mae, hpm (full-view teacher), hpm_masked, hpm_efficient, "
-                        "random_predictor (random masks + loss predictor, no teacher)")
+                        "random_predictor (random masks + loss predictor, no teacher), attention (AttMask: the "
+                        "EMA encoder's full-image [CLS] attention chooses the mask), attention_predictor (that, "
+                        "with the one-block loss predictor trained)")
     b.add_argument("--target", dest="bench_targets", metavar="T[,T...]",
                    help="also time each variant with these reconstruction targets (pix, hog, ema, model) "
                         "and report the step-time ratio to its norm-pix step")

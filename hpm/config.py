@@ -65,11 +65,12 @@ class ModelConfig(_Section):
 
 
 class MaskConfig(_Section):
-    """Which patches are hidden: random (MAE), block (BEiT) or hpm (hard patches)."""
+    """Which patches are hidden: random (MAE), block (BEiT), hpm (the teacher's predicted loss
+    chooses the hard patches) or attention (AttMask: the teacher's [CLS] attention chooses them)."""
 
-    strategy: Literal["random", "block", "hpm"] = "hpm"
+    strategy: Literal["random", "block", "hpm", "attention"] = "hpm"
     ratio: float = 0.75
-    # hpm only: fraction alpha of the masked patches chosen by the teacher's scores
+    # hpm and attention: fraction alpha of the masked patches chosen by the teacher's scores
     schedule: Literal["easy_to_hard", "hard_to_easy", "fixed"] = "easy_to_hard"
     alpha_start: float = 0.0
     alpha_end: float = 0.5
@@ -85,9 +86,25 @@ class MaskConfig(_Section):
     teacher_view: Literal["full", "masked"] = "masked"  # default since issue #12 (docs/study.md)
     teacher_ratio: float | None = None  # None: the same as ratio
     teacher_views: int = 1
+    # attention only (hpm/masking/attention.py): which of the teacher's last-block [CLS]->patch
+    # attention (mean over heads) chooses the alpha share: the most-attended patches ("high"), the
+    # least-attended ("low"), or the most-attended with the share attention_hints of them shown
+    # back ("hints", AttMask's 0.1). Its teacher_view defaults to "full" (AttMask's teacher sees
+    # the whole image); a masked-view teacher scores the patches its views *show*.
+    attention_mode: Literal["high", "low", "hints"] = "hints"
+    attention_hints: float = 0.1
     # block only: smallest block in patches (BEiT: 16), aspect ratio range
     block_min_patches: int = 4
     block_aspect: float = 0.3
+
+    @model_validator(mode="before")
+    @classmethod
+    def _attention_sees_the_image(cls, data: Any) -> Any:
+        """AttMask's teacher attends over the whole image: ``attention`` defaults to ``teacher_view:
+        full`` (the default ``masked`` is HPM's); a given ``teacher_view`` is kept."""
+        if isinstance(data, dict) and data.get("strategy") == "attention" and "teacher_view" not in data:
+            data = {**data, "teacher_view": "full"}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "MaskConfig":
@@ -98,6 +115,8 @@ class MaskConfig(_Section):
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.teacher_ratio is not None and not 0.0 < self.teacher_ratio < 1.0:
             raise ValueError(f"teacher_ratio must be in (0, 1) or null, got {self.teacher_ratio}")
+        if not 0.0 <= self.attention_hints < 1.0:
+            raise ValueError(f"attention_hints must be in [0, 1), got {self.attention_hints}")
         if self.teacher_views < 1:
             raise ValueError(f"teacher_views must be >= 1, got {self.teacher_views}")
         return self
@@ -214,6 +233,9 @@ class TrainConfig(_Section):
     ckpt_every_epochs: int = 1
     ckpt_every_steps: int | None = None
     keep_ckpts: int = 2
+    # the checkpoints at the end of these epochs are written and never pruned (besides the newest
+    # keep_ckpts), e.g. to evaluate a run after 1, 2, 5 epochs: a budget curve (hpm study)
+    keep_epochs: list[int] = []
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # torch.compile of the student's forward + loss, the teacher's scoring and the target passes
     # (hpm/engine/compile.py). "auto": on for CUDA, off for the CPU, where compiling costs 1-2
@@ -226,6 +248,8 @@ class TrainConfig(_Section):
         for name in ("epochs", "batch_size", "accum_steps", "log_every", "keep_ckpts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if any(not 1 <= e <= self.epochs for e in self.keep_epochs):
+            raise ValueError(f"keep_epochs must lie in 1..epochs ({self.epochs}), got {self.keep_epochs}")
         return self
 
 

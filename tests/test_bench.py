@@ -66,3 +66,20 @@ def test_peak_override_is_the_mfu_denominator() -> None:
 def test_unknown_compile_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="valid: auto, off, on, both"):
         run_bench(build_config(overrides=TINY), ["fp32"], ["mae"], compile="sometimes")
+
+
+def test_attention_variants_are_shaped_like_mae() -> None:
+    """``attention`` (no predictor) and ``attention_predictor``: the same fields as ``mae``, a ratio to it,
+    and more FLOPs than MAE (the teacher's full-image encoder pass)."""
+    result = run_bench(build_config(overrides=TINY), ["fp32"], ["mae", "attention", "attention_predictor"],
+                       steps=1, warmup=1, compile="off")
+    mae = result["mae"]["fp32"]
+    for name in ("attention", "attention_predictor"):
+        r = result[name]["fp32"]
+        assert set(r) == set(mae)
+        assert r["gflop_per_step"] > mae["gflop_per_step"]
+        assert r["phases_s"].get("teacher", 0.0) > 0.0
+        assert result[f"{name}_over_mae"]["fp32"] == pytest.approx(r["step_s"] / mae["step_s"])
+    assert result["attention_predictor"]["fp32"]["gflop_per_step"] > result["attention"]["fp32"]["gflop_per_step"]
+    text = format_bench(result)
+    assert "attention / mae step time (fp32)" in text and "attention_predictor / mae step time (fp32)" in text

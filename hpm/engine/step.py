@@ -1,7 +1,8 @@
 """One pre-training step, shared by the training loop and the benchmark.
 
-Stages in pipeline order: ``generate_mask`` (teacher scores on the full image or on random
-partial views, ``mask.teacher_view``, then the masking strategy), ``forward_backward`` (the
+Stages in pipeline order: ``generate_mask`` (teacher scores, HPM's predicted loss or AttMask's
+[CLS] attention, on the full image or on random partial views, ``mask.teacher_view``, then the
+masking strategy), ``forward_backward`` (the
 reconstruction targets of ``loss.target``, student forward, losses, backward) and
 ``optimizer_step`` (clip, AdamW, EMA update of the teacher, which an ``ema`` target also keeps).
 
@@ -30,8 +31,8 @@ from hpm.errors import ConfigError
 from hpm.losses import loss_prediction_loss, reconstruction_loss
 from hpm.losses.targets import PatchTarget, build_target
 from hpm.masking import (
-    MaskIds, block_mask, hard_patch_mask, num_hard_patches, num_masked, random_mask, score_teacher_views,
-    teacher_views,
+    SCORED_STRATEGIES, MaskIds, attention_mask, attention_view_scores, block_mask, hard_patch_mask, num_chosen,
+    num_hard_patches, num_masked, random_mask, score_teacher_views, teacher_views,
 )
 from hpm.models.mae import MaskedAutoencoder
 
@@ -119,12 +120,9 @@ class PretrainStep:
         self.loss_weight = float(cfg.loss.weight)
         if self.predictor != "none" and not model.has_predictor:
             raise ValueError("loss.predictor is set but the model has no loss-predictor branch")
-        self.uses_teacher = cfg.mask.strategy == "hpm"
-        if self.uses_teacher and self.predictor == "none":
-            raise ValueError(
-                "mask.strategy=hpm needs a loss predictor to score patches; "
-                "set loss.predictor=relative or absolute (or use mask.strategy=random)"
-            )
+        self.strategy = cfg.mask.strategy
+        self.uses_teacher = self.strategy in SCORED_STRATEGIES
+        self._check_strategy()
         self.teacher_view = cfg.mask.teacher_view
         self.teacher_views = cfg.mask.teacher_views
         self.teacher_num_mask = num_masked(self.num_patches, cfg.mask.view_ratio)
@@ -160,6 +158,19 @@ class PretrainStep:
         self._masked_view_pass = maybe_compile(self._masked_view_scores, on)
         self._target_pass = maybe_compile(self._target_values, on)
 
+    def _check_strategy(self) -> None:
+        """Refuse a masking strategy without what it needs (HPM: a loss predictor to score patches)."""
+        if self.strategy == "hpm" and self.predictor == "none":
+            raise ValueError(
+                "mask.strategy=hpm needs a loss predictor to score patches; "
+                "set loss.predictor=relative or absolute (or use mask.strategy=random or attention)"
+            )
+        if self.strategy == "attention" and self.cfg.mask.select != "hardest":
+            raise ConfigError(
+                "mask.select applies to mask.strategy=hpm; for the least-attended patches set "
+                "mask.attention_mode=low (and leave mask.select=hardest)"
+            )
+
     def _check_teacher_views(self) -> None:
         """Refuse masked-view settings that cannot work (views that do not fit, too few scored patches)."""
         mc = self.cfg.mask
@@ -170,12 +181,27 @@ class PretrainStep:
                 f"{self.num_patches} patches; lower mask.teacher_views or raise mask.teacher_ratio"
             )
         most_hard = num_hard_patches(self.num_mask, mc.max_alpha)
-        if self.teacher_views == 1 and most_hard > self.teacher_num_mask:
+        if self.strategy == "attention":  # the class token attends to the patches a view shows
+            scored = self.teacher_views * keep
+            if most_hard > scored:
+                raise ConfigError(
+                    f"alpha up to {mc.max_alpha} asks for {most_hard} patches chosen by attention, but "
+                    f"{self.teacher_views} masked teacher view(s) show only {scored} patches; set "
+                    "mask.teacher_view=full (AttMask's), raise mask.teacher_views or lower mask.teacher_ratio"
+                )
+        elif self.teacher_views == 1 and most_hard > self.teacher_num_mask:
             raise ConfigError(
                 f"alpha up to {mc.max_alpha} asks for {most_hard} hard patches, but one teacher view "
                 f"scores only the {self.teacher_num_mask} patches it hides; raise mask.teacher_ratio "
                 "or set mask.teacher_views=2 (every patch scored)"
             )
+
+    def num_chosen(self, num_hard: int) -> int:
+        """Masked patches the teacher's score chose, the first columns of ``ids_mask``: ``num_hard``,
+        less the shown-back hints of attention masking's ``hints`` mode."""
+        if self.strategy != "attention":
+            return num_hard
+        return num_chosen(self.cfg.mask.attention_mode, num_hard, self.cfg.mask.attention_hints)
 
     def autocast(self) -> ContextManager[object]:
         return autocast(self.device, self.precision)
@@ -187,11 +213,13 @@ class PretrainStep:
     # ----------------------------------------------------------------- stages
     @torch.no_grad()
     def teacher_scores(self, images: Tensor, view_noise: Tensor | None = None) -> Tensor:
-        """Teacher's predicted loss per patch. [N, C, H, W] -> [N, L].
+        """Teacher's score per patch: predicted loss (``hpm``) or [CLS] attention (``attention``).
+        [N, C, H, W] -> [N, L].
 
         Full view (``view_noise`` None): every patch of the whole image. Masked view: the
         partial views of :func:`~hpm.masking.teacher_views` drawn from ``view_noise`` [N, L],
-        z-normalised scores of the hidden patches; NaN for a patch no view hid.
+        z-normalised scores of the hidden patches (``hpm``) or of the shown ones
+        (``attention``); NaN for a patch no view scored.
         """
         assert self.teacher is not None
         with self.timer("teacher"):
@@ -206,6 +234,8 @@ class PretrainStep:
         when an ``ema`` target shares them (else None)."""
         assert self.teacher is not None
         with self.autocast():
+            if self.strategy == "attention":
+                return self.teacher.attention_scores(images), None
             if not self.target.needs_teacher:
                 return self.teacher.score_patches(images).float(), None
             latent = self.teacher.forward_encoder(images)  # [N, 1 + L, D]
@@ -216,6 +246,8 @@ class PretrainStep:
         """The teacher on its partial views drawn from ``view_noise`` [N, L]: scores [N, L] fp32."""
         with self.autocast():
             views = teacher_views(view_noise, self.teacher_num_mask, self.teacher_views)
+            if self.strategy == "attention":
+                return attention_view_scores(self.teacher, images, views)
             return score_teacher_views(self.teacher, images, views)
 
     @torch.no_grad()
@@ -249,12 +281,12 @@ class PretrainStep:
 
         Args:
             images: [N, C, H, W] on the device.
-            num_hard: H, patches per image chosen by the teacher (HPM only).
+            num_hard: H, patches per image chosen by the teacher (``hpm`` and ``attention``).
 
         Returns:
             (MaskIds with [N, L-K] / [N, K] indices, teacher scores [N, L] or None; NaN marks
-            a patch the teacher did not score). The first ``num_hard`` columns of ``ids_mask``
-            are the patches chosen by score.
+            a patch the teacher did not score). The first :meth:`num_chosen` columns of
+            ``ids_mask`` are the patches chosen by score.
         """
         n_global, lo, hi = self._global_rows(images.shape[0])
         scores = None
@@ -284,6 +316,10 @@ class PretrainStep:
                     # patches the teacher did not score (visible in its only view) are never chosen
                     key = torch.nan_to_num(key, nan=float("-inf"))
                     masks = hard_patch_mask(key, noise, self.num_mask, num_hard)
+                elif strategy == "attention":
+                    assert scores is not None
+                    mc = self.cfg.mask
+                    masks = attention_mask(scores, noise, self.num_mask, num_hard, mc.attention_mode, mc.attention_hints)
                 else:
                     masks = random_mask(noise, self.num_mask)
         return masks, scores
@@ -306,7 +342,7 @@ class PretrainStep:
         step's real loss, over the masked patches the teacher scored) and, when ``num_hard`` > 0,
         ``teacher_top25`` (share of the ``num_hard`` score-chosen patches, the first columns of
         ``masks.ids_mask``, that lie in the truly hardest quarter of the step's masked patches;
-        chance 0.25).
+        chance 0.25; with attention ``hints``, the :meth:`num_chosen` patches left masked).
         """
         no_sync = (
             self.forward_model.no_sync
@@ -334,8 +370,9 @@ class PretrainStep:
                         result["teacher_spearman"] = spearman(t, real).mean()
                     else:
                         result["teacher_spearman"] = masked_spearman(t, real, torch.isfinite(t)).nanmean()
-                    if num_hard > 0:
-                        result["teacher_top25"] = chosen_overlap(real, num_hard).mean()
+                    chosen = self.num_chosen(num_hard)
+                    if chosen > 0:
+                        result["teacher_top25"] = chosen_overlap(real, chosen).mean()
         return result
 
     def _student_losses(self, images: Tensor, ids_keep: Tensor, ids_mask: Tensor, target: Tensor) -> StudentLosses:

@@ -46,7 +46,8 @@ from hpm.models.mae import MaskedAutoencoder
 
 # Keys that may change between an interrupted run and its resumption.
 _RESUME_FREE = (
-    "output_dir", "data.num_workers", "train.device", "train.keep_ckpts", "train.log_every", "train.compile", "eval.",
+    "output_dir", "data.num_workers", "train.device", "train.keep_ckpts", "train.keep_epochs", "train.log_every",
+    "train.compile", "eval.",
 )
 # Called after each epoch's checkpoint (rank 0 only): (student, epoch, step) -> a record to log, or None.
 EpochHook = Callable[[MaskedAutoencoder, int, int], "dict[str, Any] | None"]
@@ -197,7 +198,7 @@ def train_one_epoch(run: Pretraining, epoch: int, log: "StepLog", stop: StopSign
         step = run.step
         run.schedule.step_update(step)
         alpha = alpha_at(cfg.mask, epoch, step, tc.epochs, run.total_steps)
-        num_hard = num_hard_patches(step_fn.num_mask, alpha) if cfg.mask.strategy == "hpm" else 0
+        num_hard = num_hard_patches(step_fn.num_mask, alpha) if step_fn.uses_teacher else 0
         log_now = (step + 1) % tc.log_every == 0 or step + 1 == run.total_steps
         for micro in range(tc.accum_steps):
             images, _, dropped = next(batches)
@@ -229,7 +230,7 @@ def train_one_epoch(run: Pretraining, epoch: int, log: "StepLog", stop: StopSign
 def end_of_epoch(run: Pretraining, epoch: int, log: "StepLog", on_epoch_end: EpochHook | None) -> None:
     """The epoch's checkpoint, then the caller's evaluation every ``eval.knn_every_epochs``."""
     tc = run.cfg.train
-    if (epoch + 1) % tc.ckpt_every_epochs == 0 or epoch + 1 == tc.epochs:
+    if (epoch + 1) % tc.ckpt_every_epochs == 0 or epoch + 1 == tc.epochs or epoch + 1 in tc.keep_epochs:
         checkpoint(run, log)
     every = run.cfg.eval.knn_every_epochs
     if on_epoch_end is None or not every or (epoch + 1) % every or epoch + 1 >= tc.epochs:
@@ -258,7 +259,10 @@ def checkpoint(run: Pretraining, log: "StepLog") -> Path | None:
             "train_time_s": run.clock.seconds(),
             "log_windows": windows,  # per rank
         }
-        run.last_ckpt = save_checkpoint(run.run_dir, run.step, run.model, run.step_fn.teacher, state, run.cfg.train.keep_ckpts)
+        kept = {e * run.steps_per_epoch for e in run.cfg.train.keep_epochs}  # train.keep_epochs: never pruned
+        run.last_ckpt = save_checkpoint(
+            run.run_dir, run.step, run.model, run.step_fn.teacher, state, run.cfg.train.keep_ckpts, kept
+        )
     D.barrier()
     return run.last_ckpt
 
@@ -351,7 +355,7 @@ class StepLog:
         record["img_per_s"] = self.window_images / max(elapsed, 1e-9)
         record["time_s"] = run.clock.seconds()
         record["skipped_images"] = self.skipped_total()
-        if run.cfg.mask.strategy == "hpm":
+        if run.step_fn.uses_teacher:
             record["alpha"] = alpha
             record["num_hard"] = num_hard
         run.metrics.log(record)
@@ -446,15 +450,25 @@ def _loader(data: PretrainData, sampler: GlobalBatchSampler, workers: int) -> Da
     )
 
 
+def _mask_name(cfg: Config) -> str:
+    """The masking strategy as the log header names it (``attention`` with its mode and teacher view)."""
+    mc = cfg.mask
+    if mc.strategy == "attention":
+        return f"attention ({mc.attention_mode}, {mc.teacher_view} view)"
+    if mc.strategy == "hpm":
+        return f"hpm ({mc.teacher_view} view)"
+    return mc.strategy
+
+
 def _log_header(run: Pretraining, lr: float) -> None:
     cfg, tc, model = run.cfg, run.cfg.train, run.model
     n_params = sum(p.numel() for p in model.parameters())
     n_enc = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("decoder", "predictor", "mask")))
     LOG.info(
         "data: %s, %d images, %d channel(s), %d px | model: %s, %.2fM parameters (encoder %.2fM) | "
-        "mask: %s, loss predictor: %s",
+        "mask: %s, loss predictor: %s | compile: %s",
         run.data.name, run.data.num_images, run.data.channels, cfg.model.img_size, cfg.model.preset,
-        n_params / 1e6, n_enc / 1e6, cfg.mask.strategy, cfg.loss.predictor,
+        n_params / 1e6, n_enc / 1e6, _mask_name(cfg), cfg.loss.predictor, "on" if run.step_fn.compiled else "off",
     )
     LOG.info(
         "device %s, precision %s, %d process(es) | effective batch %d = %d x %d accum x %d | "

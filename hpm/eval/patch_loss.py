@@ -23,7 +23,9 @@ from hpm.engine.ranking import masked_spearman, spearman, top_fraction_overlap
 from hpm.errors import CheckpointError
 from hpm.eval.encoder import _checkpoint_config
 from hpm.losses.targets import TargetFn, all_patches, build_target, gather_patches, pixel_target
-from hpm.masking import average_at_masked, num_masked, random_mask, score_teacher_views, teacher_views, znorm
+from hpm.masking import (
+    attention_view_scores, average_at_masked, num_masked, random_mask, score_teacher_views, teacher_views, znorm,
+)
 from hpm.models import build_run_model
 from hpm.models.mae import MaskedAutoencoder
 
@@ -200,23 +202,27 @@ def masked_view_spearman(
 def teacher_patch_scores(
     model: MaskedAutoencoder, cfg: Config, imgs: Tensor, generator: torch.Generator | None = None
 ) -> Tensor:
-    """The scores a teacher computes to choose masks, as the run's ``mask.teacher_view`` says.
+    """The scores a teacher computes to choose masks, as the run's ``mask.strategy`` and
+    ``mask.teacher_view`` say: predicted loss (``hpm``) or [CLS] attention (``attention``).
 
-    Full view: :func:`predicted_patch_loss`. Masked view: ``mask.teacher_views`` partial views of
-    ratio ``mask.teacher_ratio`` drawn from ``generator`` and scored as in training
-    (:func:`~hpm.masking.score_teacher_views`); a patch none of them hid is NaN (it can not be
-    chosen as hard).
+    Full view: :func:`predicted_patch_loss` or :meth:`~MaskedAutoencoder.attention_scores`.
+    Masked view: ``mask.teacher_views`` partial views of ratio ``mask.teacher_ratio`` drawn from
+    ``generator`` and scored as in training (:func:`~hpm.masking.score_teacher_views`, hidden
+    patches; :func:`~hpm.masking.attention_view_scores`, shown patches); a patch none of them
+    scored is NaN (it can not be chosen by score).
 
     Returns:
         float32 [N, L].
     """
-    _require_predictor(model)
     mc = cfg.mask
+    attention = mc.strategy == "attention"
+    if not attention:
+        _require_predictor(model)
     if mc.teacher_view == "full":
-        return predicted_patch_loss(model, imgs)
+        return model.attention_scores(imgs) if attention else predicted_patch_loss(model, imgs)
     noise = torch.rand(imgs.shape[0], model.num_patches, generator=generator).to(imgs.device)  # [N, L]
     views = teacher_views(noise, num_masked(model.num_patches, mc.view_ratio), mc.teacher_views)
-    return score_teacher_views(model, imgs, views)
+    return attention_view_scores(model, imgs, views) if attention else score_teacher_views(model, imgs, views)
 
 
 def _fill_nan(x: Tensor) -> Tensor:
@@ -253,7 +259,10 @@ def ranking_quality(
         ``teacher_full_*`` is always the full-image pass (the same figures as ``teacher_*`` for a
         full-view run), ``student_*`` the student's full-image pass, and
         ``student_masked_spearman`` (:func:`masked_view_spearman`: the partial view the
-        predictor is trained on); empty for an MAE run. Two diagnostics of the full-view ranking,
+        predictor is trained on); ``teacher_attention_*``, the teacher's full-image [CLS]
+        attention (AttMask's score; for an ``attention`` run ``teacher_*`` is its attention as
+        the run configures it and ``teacher_full_*`` the predicted loss, when it has a
+        predictor); empty for an MAE run. Two diagnostics of the full-view ranking,
         from masks drawn by a second generator (so the figures above do not change with them):
         ``real_retest_spearman``, the real loss against itself from ``num_masks`` other masks
         (the ceiling any ranking of a mask-averaged loss can reach), and ``*_masked_avg_spearman`` /
@@ -261,13 +270,15 @@ def ranking_quality(
         views averaged per patch) instead of one full-view pass.
     """
     student, teacher = models.student, models.teacher
-    if not student.has_predictor:
+    if not student.has_predictor and teacher is None:
         return {}
+    attention_run = models.cfg.mask.strategy == "attention"
     generator = torch.Generator().manual_seed(seed)
     extra = torch.Generator().manual_seed(seed + 1)
     as_used = torch.Generator().manual_seed(seed + 2)  # the teacher's partial views (masked-view runs)
     ratio, target = models.cfg.mask.ratio, run_target(models)
-    scorers = [(name, model) for name, model in (("student", student), ("teacher", teacher)) if model is not None]
+    scorers = [(name, model) for name, model in (("student", student), ("teacher", teacher))
+               if model is not None and model.has_predictor]
     sums: dict[str, float] = {}
 
     def add(key: str, values: Tensor) -> None:
@@ -276,20 +287,25 @@ def ranking_quality(
     for start in range(0, imgs.shape[0], batch_size):
         batch = imgs[start : start + batch_size]
         real = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, generator, target)[0])  # [B, L]
-        add("student_masked_spearman", masked_view_spearman(student, batch, num_masks, ratio, generator, target))
+        if student.has_predictor:
+            add("student_masked_spearman", masked_view_spearman(student, batch, num_masks, ratio, generator, target))
         retest = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, extra, target)[0])
         add("real_retest_spearman", spearman(retest, real))
+        ranked: list[tuple[str, Tensor]] = []
         for name, model in scorers:
-            views = [("_full" if name == "teacher" else "", predicted_patch_loss(model, batch)),
-                     ("_masked_avg", _fill_nan(masked_view_scores(model, batch, num_masks, ratio, extra)))]
-            if name == "teacher":
-                views.append(("", teacher_patch_scores(model, models.cfg, batch, as_used)))
-            for view, pred in views:
-                scored = torch.isfinite(pred)
-                add(f"{name}{view}_spearman", masked_spearman(pred, real, scored))
-                add(f"{name}{view}_top25", top_fraction_overlap(torch.nan_to_num(pred, nan=float("-inf")), real))
+            ranked += [(f"{name}{'_full' if name == 'teacher' else ''}", predicted_patch_loss(model, batch)),
+                       (f"{name}_masked_avg", _fill_nan(masked_view_scores(model, batch, num_masks, ratio, extra)))]
+        if teacher is not None:
+            ranked.append(("teacher_attention", teacher.attention_scores(batch)))
+            if attention_run or teacher.has_predictor:  # the scores that chose the run's masks
+                ranked.append(("teacher", teacher_patch_scores(teacher, models.cfg, batch, as_used)))
+        for key, pred in ranked:
+            scored = torch.isfinite(pred)
+            add(f"{key}_spearman", masked_spearman(pred, real, scored))
+            add(f"{key}_top25", top_fraction_overlap(torch.nan_to_num(pred, nan=float("-inf")), real))
     out = {key: value / imgs.shape[0] for key, value in sums.items()}
     if teacher is not None:
         mc = models.cfg.mask
-        out.update(teacher_view=mc.teacher_view, teacher_views=mc.teacher_views if mc.teacher_view == "masked" else 0)
+        out.update(teacher_view=mc.teacher_view, teacher_views=mc.teacher_views if mc.teacher_view == "masked" else 0,
+                   mask_strategy=mc.strategy)
     return out

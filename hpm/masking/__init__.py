@@ -1,5 +1,6 @@
 """Masking strategies: pure functions that return which patches are kept and which are masked."""
 
+from hpm.masking.attention import AttentionMode, attention_mask, attention_view_scores, num_chosen, num_hints
 from hpm.masking.block import block_mask
 from hpm.masking.hard import hard_patch_mask
 from hpm.masking.ids import MaskIds, num_masked, split_by_order
@@ -10,4 +11,8 @@ from hpm.masking.teacher_view import average_at_masked, score_teacher_views, tea
 __all__ = [
     "MaskIds", "alpha_at", "block_mask", "hard_patch_mask", "num_hard_patches", "num_masked",
     "random_mask", "split_by_order", "average_at_masked", "score_teacher_views", "teacher_views", "znorm",
+    "AttentionMode", "attention_mask", "attention_view_scores", "num_chosen", "num_hints", "SCORED_STRATEGIES",
 ]
+
+# strategies whose mask the EMA teacher's scores choose (alpha schedule, teacher_view)
+SCORED_STRATEGIES = ("hpm", "attention")

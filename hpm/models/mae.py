@@ -18,6 +18,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from hpm.config import Config, ModelConfig
+from hpm.models.cls_attention import cls_attention
 from hpm.models.pos_embed import sincos_pos_embed_with_cls
 
 _norm = partial(nn.LayerNorm, eps=1e-6)
@@ -144,14 +145,35 @@ class MaskedAutoencoder(nn.Module):
         Returns:
             [N, 1 + Lk, D] normalised tokens, class token first.
         """
+        x = self._embed(imgs, ids_keep)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x)
+
+    def _embed(self, imgs: Tensor, ids_keep: Tensor | None) -> Tensor:
+        """Patch + position embeddings of the visible patches, class token first: [N, 1 + Lk, D]."""
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]  # [N, L, D]
         if ids_keep is not None:
             x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)
-        for blk in self.blocks:
+        return torch.cat([cls, x], dim=1)
+
+    @torch.no_grad()
+    def attention_scores(self, imgs: Tensor, ids_keep: Tensor | None = None) -> Tensor:
+        """AttMask's score: the class token's attention over the visible patches in the last
+        encoder block, averaged over heads (:func:`~hpm.models.cls_attention.cls_attention`).
+
+        Args:
+            imgs: [N, C, H, W].
+            ids_keep: [N, Lk] visible patches (None: the whole image).
+
+        Returns:
+            float32 [N, Lk], in the order of ``ids_keep`` (patch order for the whole image).
+        """
+        x = self._embed(imgs, ids_keep)
+        for blk in self.blocks[:-1]:
             x = blk(x)
-        return self.norm(x)
+        return cls_attention(self.blocks[-1], x)
 
     def forward_decoder_input(self, latent: Tensor, ids_restore: Tensor | None = None) -> Tensor:
         """Project encoder tokens, insert mask tokens, add decoder position embeddings.

@@ -12,6 +12,12 @@ a PCA map). Each map type shares one colour scale over all rows.
 
 An MAE run (no loss predictor) keeps its predicted-loss and HPM-mask panels, empty and titled
 "no loss predictor (MAE run)"; its reconstruction uses a random mask of the run's ratio.
+
+An attention run (``mask.strategy=attention``, AttMask) has one more panel, after the predicted
+loss: the EMA teacher's [CLS] attention as the run computes it to choose masks (last block, mean
+over heads; the patches a masked view hid have no score, grey); its mask panel is the attention
+mask (``attention_mode`` high, low or hints, with the hints shown) and its predicted-loss panel
+the teacher's full-image predicted loss when the run trains a predictor, else empty.
 """
 
 from __future__ import annotations
@@ -49,17 +55,22 @@ from hpm.eval.patch_loss import (
     teacher_patch_scores,
 )
 from hpm.losses.targets import TargetFn, all_patches
-from hpm.masking import MaskIds, alpha_at, hard_patch_mask, num_hard_patches, num_masked, random_mask
+from hpm.masking import (
+    MaskIds, alpha_at, attention_mask, hard_patch_mask, num_chosen, num_hard_patches, num_masked, random_mask,
+)
 from hpm.models.mae import MaskedAutoencoder
 from hpm.viz.target_view import hog_picture, pca_picture
 
 COLUMNS = ("input", "real_loss", "predicted_loss", "mask", "reconstruction")
+ATTENTION_COLUMNS = ("input", "real_loss", "predicted_loss", "attention", "mask", "reconstruction")  # attention runs
 PANEL_INCHES = 2.0  # side of one panel
 DPI = 100
 DEFAULT_IMAGES = 8  # images shown when none are chosen, spread over the classes (default_indices)
 _HARD_RGB = (0.9, 0.2, 0.15)  # masked, chosen by the predictor
 _RANDOM_RGB = (0.55, 0.55, 0.55)  # masked at random
+_HINT_RGB = (1.0, 0.85, 0.1)  # frame of a most-attended patch shown back (attention hints)
 NO_PREDICTOR = "no loss predictor (MAE run)"
+NO_PREDICTOR_ATTENTION = "no loss predictor (attention run)"
 _TARGET_NAMES = {"norm_pix": "norm-pix", "pix": "pixel", "hog": "HOG", "ema": "EMA-feature", "model": "feature"}
 
 
@@ -79,6 +90,10 @@ class PatchMaps:
         teacher_views: partial views per image (masked view), else 0.
         masked: [N, L] bool, the mask of the reconstruction (HPM's; random for an MAE run).
         hard: [N, L] bool, the masked patches chosen by score, or None (MAE run).
+        attention: [N, L] the teacher's [CLS] attention that chose the mask (attention runs;
+            NaN for a patch its partial views hid), else None.
+        attention_mode: ``mask.attention_mode`` of an attention run, else None.
+        hints: [N, L] bool, the most-attended patches shown back (``hints`` mode), else None.
         chosen: ``"hardest"`` or ``"easiest"`` (``mask.select``): which patches ``hard`` holds.
         reconstruction: [N, C, H, W] in [0, 1]: predictions in the masked patches, the input
             elsewhere; for a target that is not pixels, a picture of the target ([N, 1 or 3, H', W']).
@@ -107,6 +122,14 @@ class PatchMaps:
     teacher_view: str = "full"
     target: str = "norm_pix"
     teacher_views: int = 0
+    attention: Tensor | None = None
+    attention_mode: str | None = None
+    hints: Tensor | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The panels of one row: :data:`COLUMNS`, or :data:`ATTENTION_COLUMNS` for an attention run."""
+        return ATTENTION_COLUMNS if self.attention is not None else COLUMNS
 
 
 @dataclass
@@ -176,6 +199,8 @@ def compute_maps(
     n, num_patches = imgs.shape[0], student.num_patches
     target = run_target(models)
     real, count = real_patch_loss(student, imgs, num_masks, cfg.mask.ratio, torch.Generator().manual_seed(seed), target)
+    if cfg.mask.strategy == "attention" and models.teacher is not None:
+        return _attention_maps(models, imgs, mean, std, real, count, num_masks, alpha, seed, labels, target)
     scorer = models.teacher if models.teacher is not None else (student if student.has_predictor else None)
     predictor = None if scorer is None else ("teacher" if scorer is models.teacher else "student")
     masked_teacher = predictor == "teacher" and cfg.mask.teacher_view == "masked"
@@ -227,6 +252,62 @@ def compute_maps(
     )
 
 
+def _attention_maps(
+    models: PretrainedModels,
+    imgs: Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    real: Tensor,
+    count: Tensor,
+    num_masks: int,
+    alpha: float | None,
+    seed: int,
+    labels: Sequence[str] | None,
+    target: TargetFn,
+) -> PatchMaps:
+    """:func:`compute_maps` of an attention run: the teacher's attention (as the run scores patches,
+    partial views from generator ``seed + 2``) chooses the mask, drawn with its random part from
+    generator ``seed + 1``; the predicted loss is the teacher's full-image pass, if it has a predictor."""
+    cfg, student, teacher = models.cfg, models.student, models.teacher
+    assert teacher is not None
+    n, num_patches = imgs.shape[0], student.num_patches
+    attention = teacher_patch_scores(teacher, cfg, imgs, torch.Generator().manual_seed(seed + 2))  # [N, L]
+    predicted = predicted_patch_loss(teacher, imgs) if teacher.has_predictor else None  # [N, L]
+    alpha = final_alpha(cfg) if alpha is None else alpha
+    if not 0.0 <= alpha <= 1.0:
+        raise DataError(f"alpha must be in [0, 1], got {alpha}")
+    k = num_masked(num_patches, cfg.mask.ratio)
+    num_hard = num_hard_patches(k, alpha)
+    if num_hard > int(torch.isfinite(attention).sum(1).min()):
+        raise DataError(f"alpha {alpha} asks for {num_hard} patches chosen by attention, more than the teacher's view scores")
+    mode, share = cfg.mask.attention_mode, cfg.mask.attention_hints
+    noise = torch.rand(n, num_patches, generator=torch.Generator().manual_seed(seed + 1))  # [N, L]
+    ids = attention_mask(attention, noise, k, num_hard, mode, share)
+    masked = ids.as_bool(num_patches)
+    hard = torch.zeros(n, num_patches, dtype=torch.bool).scatter_(1, ids.ids_mask[:, : num_chosen(mode, num_hard, share)], True)
+    hints = None
+    if mode == "hints":
+        ranked = torch.nan_to_num(attention, nan=float("-inf"))
+        top = torch.zeros(n, num_patches, dtype=torch.bool)
+        if num_hard:
+            top.scatter_(1, ranked.topk(num_hard, dim=1).indices, True)
+        hints = top & ~masked
+    if cfg.loss.target in ("norm_pix", "pix"):
+        recon = _denormalise(reconstruct(student, imgs, ids, cfg.loss.target == "norm_pix"), mean, std)
+    else:
+        recon = target_picture(cfg, target, imgs, student.grid_size)
+    masked_view = cfg.mask.teacher_view == "masked"
+    return PatchMaps(
+        pixels=_denormalise(imgs.float(), mean, std), real_loss=real, mask_count=count, predicted=predicted,
+        predictor="teacher" if predicted is not None else None, masked=masked, hard=hard,
+        chosen="least-attended" if mode == "low" else "most-attended", reconstruction=recon, alpha=alpha,
+        num_masks=num_masks, mask_ratio=cfg.mask.ratio, grid=student.grid_size,
+        labels=list(labels) if labels is not None else [f"#{i}" for i in range(n)],
+        teacher_view="masked" if masked_view else "full", teacher_views=cfg.mask.teacher_views if masked_view else 0,
+        target=cfg.loss.target, attention=attention, attention_mode=mode, hints=hints,
+    )
+
+
 @torch.no_grad()
 def target_picture(cfg: Config, target: TargetFn, imgs: Tensor, grid: tuple[int, int]) -> Tensor:
     """A picture of a target that is not pixels: HOG as oriented bars, features as a PCA map.
@@ -244,8 +325,11 @@ def _hwc(x: Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).numpy()
 
 
-def _mask_picture(pixels: Tensor, masked: Tensor, hard: Tensor | None, grid: tuple[int, int]) -> np.ndarray:
-    """The input with its masked patches painted: red when chosen by score, grey when random."""
+def _mask_picture(
+    pixels: Tensor, masked: Tensor, hard: Tensor | None, grid: tuple[int, int], hints: Tensor | None = None
+) -> np.ndarray:
+    """The input with its masked patches painted: red when chosen by score, grey when random;
+    ``hints`` (visible patches shown back by attention masking) get a yellow frame."""
     img = _hwc(pixels).copy()  # [H, W, 3]
     ph, pw = img.shape[0] // grid[0], img.shape[1] // grid[1]
 
@@ -257,6 +341,11 @@ def _mask_picture(pixels: Tensor, masked: Tensor, hard: Tensor | None, grid: tup
     img[up(random_part)] = _RANDOM_RGB
     if hard is not None:
         img[up(hard)] = _HARD_RGB
+    if hints is not None and bool(hints.any()):
+        inner = np.zeros((ph, pw), dtype=bool)
+        inner[1:-1, 1:-1] = True
+        frame = up(hints) & ~np.kron(hints.view(grid).numpy(), inner).astype(bool)
+        img[frame] = _HINT_RGB
     return img
 
 
@@ -270,6 +359,8 @@ def column_titles(maps: PatchMaps) -> dict[str, str]:
     """What each column shows (the top row's panel titles)."""
     ratio = f"{maps.mask_ratio:.0%}"
     k = int(maps.masked[0].sum())
+    if maps.attention is not None:
+        return _attention_titles(maps, ratio, k)
     if maps.predicted is None:
         predicted = f"predicted loss:\n{NO_PREDICTOR}"
         mask = f"HPM mask:\n{NO_PREDICTOR}"
@@ -298,17 +389,47 @@ def column_titles(maps: PatchMaps) -> dict[str, str]:
     }
 
 
-def figure_size(rows: int) -> tuple[float, float]:
-    """Figure size in inches for ``rows`` images (titles, suptitle and colour bars included)."""
-    return (len(COLUMNS) * PANEL_INCHES + 0.8, rows * PANEL_INCHES + 2.0)
+def _attention_titles(maps: PatchMaps, ratio: str, k: int) -> dict[str, str]:
+    """:func:`column_titles` of an attention run."""
+    if maps.teacher_view == "masked":
+        views = "1 masked view" if maps.teacher_views == 1 else f"{maps.teacher_views} masked views"
+        where = f"{views} (grey: patch hidden)"
+    else:
+        where = "full image"
+    h = int(maps.hard[0].sum()) if maps.hard is not None else 0
+    shown = int(maps.hints[0].sum()) if maps.hints is not None else 0
+    mask = f"attention mask ({maps.attention_mode}), α={maps.alpha:.2f}:\n{h} {maps.chosen} (red)"
+    mask += f",\n{shown} shown (yellow)" if maps.hints is not None else ""
+    mask += f" + {k - h} random (grey)"
+    predicted = ("predicted loss\n(EMA teacher, full image)" if maps.predicted is not None
+                 else f"predicted loss:\n{NO_PREDICTOR_ATTENTION}")
+    titles = {
+        "input": "input",
+        "real_loss": f"real loss: mean over M={maps.num_masks}\nrandom {ratio} masks ({_TARGET_NAMES[maps.target]} MSE)",
+        "predicted_loss": predicted,
+        "attention": f"teacher's [CLS] attention\n(last block; {where})",
+        "mask": mask,
+        "reconstruction": "reconstruction,\nattention mask (visible\npatches pasted back)",
+    }
+    if maps.target == "hog":
+        titles["reconstruction"] = "target: HOG of the image (bars along\nedges; no pixels reconstructed)"
+    elif maps.target in ("ema", "model"):
+        teacher = "EMA teacher" if maps.target == "ema" else "frozen model"
+        titles["reconstruction"] = f"target: {teacher} features, 3 PCA\ncomponents as RGB (no pixels)"
+    return titles
+
+
+def figure_size(rows: int, columns: int = len(COLUMNS)) -> tuple[float, float]:
+    """Figure size in inches for ``rows`` images of ``columns`` panels (titles, suptitle and colour bars included)."""
+    return (columns * PANEL_INCHES + 0.8, rows * PANEL_INCHES + 2.0)
 
 
 def draw_panels(maps: PatchMaps, title: str | None = None) -> Figure:
-    """One row per image, one column per :data:`COLUMNS` entry; panel axes are labelled
-    ``panel:<column>:<row>``."""
-    rows = maps.pixels.shape[0]
-    fig = Figure(figsize=figure_size(rows), dpi=DPI, layout="constrained")
-    axes = np.asarray(fig.subplots(rows, len(COLUMNS), squeeze=False))  # [rows, 5]
+    """One row per image, one column per entry of ``maps.columns`` (:data:`COLUMNS`, or
+    :data:`ATTENTION_COLUMNS` for an attention run); panel axes are labelled ``panel:<column>:<row>``."""
+    rows, columns = maps.pixels.shape[0], maps.columns
+    fig = Figure(figsize=figure_size(rows, len(columns)), dpi=DPI, layout="constrained")
+    axes = np.asarray(fig.subplots(rows, len(columns), squeeze=False))  # [rows, 5 or 6]
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")  # bad: patches no mask hid
     finite = maps.real_loss[torch.isfinite(maps.real_loss)]
     real_norm = Normalize(float(finite.min()), float(finite.max())) if finite.numel() else Normalize(0, 1)
@@ -316,10 +437,15 @@ def draw_panels(maps: PatchMaps, title: str | None = None) -> Figure:
     if maps.predicted is not None:
         scored = maps.predicted[torch.isfinite(maps.predicted)]
         pred_norm = Normalize(float(scored.min()), float(scored.max())) if scored.numel() else Normalize(0, 1)
+    att_norm = None
+    if maps.attention is not None:
+        scored = maps.attention[torch.isfinite(maps.attention)]
+        att_norm = Normalize(float(scored.min()), float(scored.max())) if scored.numel() else Normalize(0, 1)
     extent = (0, maps.pixels.shape[-1], maps.pixels.shape[-2], 0)
-    real_im = pred_im = None
+    real_im = pred_im = att_im = None
+    empty_text = NO_PREDICTOR_ATTENTION if maps.attention is not None else NO_PREDICTOR
     for r in range(rows):
-        for c, column in enumerate(COLUMNS):
+        for c, column in enumerate(columns):
             ax = axes[r, c]
             ax.set_label(f"panel:{column}:{r}")
             ax.set_xticks([])
@@ -332,21 +458,30 @@ def draw_panels(maps: PatchMaps, title: str | None = None) -> Figure:
                                     interpolation="nearest", extent=extent)
             elif column == "predicted_loss":
                 if maps.predicted is None:
-                    _empty(ax, NO_PREDICTOR)
+                    _empty(ax, empty_text)
                 else:
                     pred_im = ax.imshow(maps.predicted[r].view(maps.grid).numpy(), cmap=cmap, norm=pred_norm,
                                         interpolation="nearest", extent=extent)
+            elif column == "attention":
+                assert maps.attention is not None
+                att_im = ax.imshow(maps.attention[r].view(maps.grid).numpy(), cmap=cmap, norm=att_norm,
+                                   interpolation="nearest", extent=extent)
             elif column == "mask":
                 if maps.hard is None:
                     _empty(ax, NO_PREDICTOR)
                 else:
-                    ax.imshow(_mask_picture(maps.pixels[r], maps.masked[r], maps.hard[r], maps.grid),
+                    hints = maps.hints[r] if maps.hints is not None else None
+                    ax.imshow(_mask_picture(maps.pixels[r], maps.masked[r], maps.hard[r], maps.grid, hints),
                               interpolation="nearest")
             else:
                 ax.imshow(_hwc(maps.reconstruction[r]), interpolation="nearest")
-    for c, text in enumerate(column_titles(maps).values()):
-        axes[0, c].set_title(text, fontsize=8)
-    for image, c, label in ((real_im, 1, "real loss"), (pred_im, 2, "predicted score")):
+    titles = column_titles(maps)
+    for c, column in enumerate(columns):
+        axes[0, c].set_title(titles[column], fontsize=8)
+    bars = ((real_im, "real_loss", "real loss"), (pred_im, "predicted_loss", "predicted score"),
+            (att_im, "attention", "attention"))
+    for image, column, label in bars:
+        c = columns.index(column) if column in columns else -1
         if image is not None:  # one colour scale for the whole column
             bar = fig.colorbar(image, ax=list(axes[:, c]), location="bottom", shrink=0.9, pad=0.01)
             bar.set_label(f"{label} (scale shared by all rows)", fontsize=7)
@@ -511,7 +646,7 @@ def visualize(
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
     width, height = (round(v * fig.dpi) for v in fig.get_size_inches())
-    return PanelsResult(out, len(images), len(images) * len(COLUMNS), (width, height), time.perf_counter() - started)
+    return PanelsResult(out, len(images), len(images) * len(maps.columns), (width, height), time.perf_counter() - started)
 
 
 def _run_name(ckpt: Path) -> str:

@@ -89,6 +89,8 @@ def _pair(tmp_path: Path, mask: str, target: str, **mask_keys: object) -> tuple[
                      marks=pytest.mark.slow),
         pytest.param("hpm", "model", {"teacher_view": "full", "predictor": "absolute"}, id="hpm_full-model-absolute",
                      marks=pytest.mark.slow),
+        pytest.param("attention", "norm_pix", {"attention_mode": "hints", "predictor": "none"}, id="attention_hints",
+                     marks=pytest.mark.slow),
     ],
 )
 def test_compiled_step_traces_whole_never_recompiles_and_matches_eager(
@@ -98,7 +100,7 @@ def test_compiled_step_traces_whole_never_recompiles_and_matches_eager(
     gen = torch.Generator().manual_seed(1)
     for step in range(4):  # alpha (H) changes, log and non-log steps alternate: no recompile allowed
         images = torch.randn(8, 1, 32, 32, generator=gen)
-        num_hard = (0, 3, 6, 9)[step] if mask == "hpm" else 0
+        num_hard = (0, 3, 6, 9)[step] if mask in ("hpm", "attention") else 0
         outs = []
         for step_fn in (eager, compiled):
             masks, scores = step_fn.generate_mask(images, num_hard)

@@ -24,11 +24,11 @@ RANK_ATOL = 2e-3
 
 
 @needs_fmnist
-@pytest.mark.parametrize("teacher_view", ["full", "masked"])
-def test_two_gloo_processes_match_one_process(tmp_path: Path, teacher_view: str) -> None:
+@pytest.mark.parametrize(("strategy", "teacher_view"), [("hpm", "full"), ("hpm", "masked"), ("attention", "full")])
+def test_two_gloo_processes_match_one_process(tmp_path: Path, strategy: str, teacher_view: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = {"data": {"subset": 256, "num_workers": 0}, "train": {"epochs": 2},
-              "mask": {"strategy": "hpm", "teacher_view": teacher_view}}
+              "mask": {"strategy": strategy, "teacher_view": teacher_view}}
     single = tiny_overrides(tmp_path / "single", **common)
     single["train"]["batch_size"] = 32
     subprocess.run([sys.executable, "-m", "hpm.cli", *pretrain_args(single)], env=env, check=True,

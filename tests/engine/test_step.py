@@ -8,6 +8,7 @@ import torch
 from hpm.config import build_config
 from hpm.engine.optim import build_optimizer
 from hpm.engine.step import PretrainStep
+from hpm.errors import ConfigError
 from hpm.masking import MaskIds, random_mask
 from hpm.models import build_model
 
@@ -256,3 +257,58 @@ def test_masked_view_settings_that_cannot_work_are_refused() -> None:
         _masked_step(teacher_ratio=0.5, schedule="fixed", alpha=1.0)
     with pytest.raises(ConfigError, match="do not fit"):
         _masked_step(views=5)
+
+
+# ------------------------------------------------------------ attention (AttMask)
+def _train_a_little(step: PretrainStep, steps: int = 3) -> None:
+    """Move the student away from its EMA teacher."""
+    for i in range(steps):
+        imgs = _images(4, seed=10 + i)
+        masks, scores = step.generate_mask(imgs, num_hard=12)
+        step.forward_backward(imgs, masks, scores, num_hard=12)
+        step.optimizer_step(ema_decay=0.9)
+
+
+@pytest.mark.parametrize("predictor", ["relative", "none"])
+@pytest.mark.parametrize("mode", ["high", "low", "hints"])
+def test_attention_scores_come_from_the_teacher(predictor: str, mode: str) -> None:
+    step = _step("attention", predictor, mask={"attention_mode": mode})
+    assert step.teacher is not None and step.teacher.has_predictor == (predictor != "none")
+    _train_a_little(step)
+    imgs = _images(4, seed=99)
+    masks, scores = step.generate_mask(imgs, num_hard=12)
+    _assert_masks(masks, 4)
+    assert scores is not None
+    torch.testing.assert_close(scores, step.teacher.attention_scores(imgs))
+    assert not torch.allclose(scores, step.model.attention_scores(imgs)), "scores must not be the student's"
+    ranked = -scores if mode == "low" else scores
+    top = torch.zeros(4, L, dtype=torch.bool).scatter_(1, ranked.topk(12, dim=1).indices, True)
+    left_masked = (top & masks.as_bool(L)).sum(1)
+    expected = 12 - (int(12 * 0.1) if mode == "hints" else 0)
+    assert left_masked.tolist() == [expected] * 4
+    assert step.num_chosen(12) == expected
+    out = step.forward_backward(imgs, masks, scores, num_hard=12, want_metrics=True)
+    assert "teacher_spearman" in out and "teacher_top25" in out
+    assert ("pred_spearman" in out) == (predictor != "none")
+
+
+def test_attention_masked_view_scores_the_shown_patches() -> None:
+    step = _step("attention", "none", mask={"teacher_view": "masked", "teacher_views": 2})
+    imgs = _images(4)
+    masks, scores = step.generate_mask(imgs, num_hard=12)
+    _assert_masks(masks, 4)
+    assert scores is not None and int(torch.isfinite(scores).sum(1).min()) == 32  # 2 views x 16 shown
+    chosen = masks.ids_mask[:, : step.num_chosen(12)]
+    assert bool(torch.isfinite(scores.gather(1, chosen)).all()), "only scored patches are chosen by score"
+
+
+def test_attention_defaults_to_the_full_view_and_refuses_what_cannot_work() -> None:
+    cfg = build_config(overrides={"mask": {"strategy": "attention"}})
+    assert cfg.mask.teacher_view == "full"
+    assert build_config(overrides={"mask": {"strategy": "hpm"}}).mask.teacher_view == "masked"
+    with pytest.raises(ConfigError, match="teacher_view=full"):
+        _step("attention", "none", mask={"teacher_view": "masked", "teacher_views": 1})
+    with pytest.raises(ConfigError, match="attention_mode=low"):
+        _step("attention", "none", mask={"select": "easiest"})
+    with pytest.raises(ConfigError, match="attention_hints"):
+        build_config(overrides={"mask": {"strategy": "attention", "attention_hints": 1.0}})

@@ -120,13 +120,15 @@ def _step(mask: str, target: str, teacher_view: str = "masked", precision: str =
         ("hpm", "norm_pix", "masked", "fp32"),
         ("hpm", "ema", "full", "fp32"),
         ("hpm", "hog", "masked", "bf16"),
+        ("attention", "norm_pix", "full", "bf16"),
+        ("attention", "ema", "full", "fp32"),
     ],
 )
 def test_a_step_outside_log_steps_reads_nothing_back_to_the_host(mask: str, target: str, view: str, precision: str) -> None:
     step_fn = _step(mask, target, view, precision)
     log = StepLog(SimpleNamespace(device=torch.device("cpu"), cfg=step_fn.cfg))  # the loop's per-step bookkeeping
     images = torch.randn(8, 1, 32, 32)
-    num_hard = 6 if mask == "hpm" else 0
+    num_hard = 6 if mask in ("hpm", "attention") else 0
     for step in range(3):  # the first step creates the optimizer state: check later ones too
         with host_reads() as calls:
             masks, scores = step_fn.generate_mask(images, num_hard)

@@ -100,10 +100,11 @@ def _cli(tmp: Path, overrides: dict, extra: list[str] = ()) -> list[str]:
 
 
 @needs_fmnist
-@pytest.mark.parametrize("teacher_view", ["full", "masked"])
-def test_interrupted_run_resumes_with_identical_losses(tmp_path: Path, teacher_view: str) -> None:
+@pytest.mark.parametrize(("strategy", "teacher_view"), [("hpm", "full"), ("hpm", "masked"), ("attention", "full")])
+def test_interrupted_run_resumes_with_identical_losses(tmp_path: Path, strategy: str, teacher_view: str) -> None:
     """Kill a run (SIGKILL) after a mid-epoch checkpoint; the resumed run matches a clean one."""
-    common = {"train": {"epochs": 3, "ckpt_every_steps": 3}, "mask": {"teacher_view": teacher_view}}
+    common = {"train": {"epochs": 3, "ckpt_every_steps": 3},
+              "mask": {"strategy": strategy, "teacher_view": teacher_view}}
     clean = tiny_overrides(tmp_path / "clean", **common)
     pretrain(build_config(overrides=clean))
     reference = _losses(Path(clean["output_dir"]))

@@ -210,3 +210,43 @@ def test_masked_view_teacher_diagnostic_equals_a_plain_loop(tmp_path: Path, view
     from hpm.engine.ranking import spearman
 
     assert out["teacher_full_spearman"] == pytest.approx(float(spearman(full, real).mean()), abs=1e-5)
+
+
+@pytest.mark.parametrize("predictor", ["none", "relative"])
+def test_ranking_quality_of_an_attention_run_ranks_the_teachers_attention(tmp_path: Path, monkeypatch, predictor: str) -> None:
+    """teacher_attention_*: the teacher's [CLS] attention against the real loss (1 when the attention is
+    the real loss, -1 reversed); for an attention run teacher_* is that attention as the run computes it,
+    and with a predictor teacher_full_* stays the predicted loss."""
+    from hpm.config import build_config
+
+    cfg = build_config(overrides={"model": tiny_config().model.model_dump(), "loss": {"predictor": predictor},
+                                  "mask": {"strategy": "attention"}})
+    models = load_pretrained(save_random_run(tmp_path / "run", cfg))
+    assert models.teacher is not None and cfg.mask.teacher_view == "full"
+    imgs = torch.randn(4, 1, 32, 32)
+    real, _ = real_patch_loss(models.student, imgs, num_masks=40, generator=torch.Generator().manual_seed(1))
+    for sign in (1.0, -1.0):
+        monkeypatch.setattr(type(models.teacher), "attention_scores",
+                            lambda self, x, ids_keep=None, s=sign: s * real[: x.shape[0]])
+        out = ranking_quality(models, imgs, num_masks=40, seed=1)
+        assert out["mask_strategy"] == "attention"
+        assert out["teacher_attention_spearman"] == pytest.approx(sign, abs=1e-6)
+        assert out["teacher_spearman"] == pytest.approx(sign, abs=1e-6)
+        assert out["teacher_attention_top25"] == pytest.approx(1.0 if sign > 0 else 0.0)
+    assert ("student_spearman" in out) == ("teacher_full_spearman" in out) == (predictor != "none")
+    if predictor != "none":
+        assert out["teacher_full_spearman"] != pytest.approx(out["teacher_spearman"])
+
+
+def test_hpm_runs_report_the_teachers_attention_beside_its_predicted_loss(tmp_path: Path) -> None:
+    from scipy.stats import spearmanr
+
+    models = load_pretrained(save_random_run(tmp_path / "run", tiny_config()))
+    imgs = torch.randn(3, 1, 32, 32)
+    out = ranking_quality(models, imgs, num_masks=5, seed=2)
+    assert out["mask_strategy"] == "hpm" and "teacher_spearman" in out
+    real = real_patch_loss(models.student, imgs, 5, generator=torch.Generator().manual_seed(2))[0]
+    real = torch.where(torch.isnan(real), torch.nanmean(real, dim=1, keepdim=True), real)
+    attention = models.teacher.attention_scores(imgs)
+    want = sum(spearmanr(attention[i].numpy(), real[i].numpy()).statistic for i in range(3)) / 3
+    assert out["teacher_attention_spearman"] == pytest.approx(want, abs=1e-4)

@@ -289,3 +289,48 @@ def test_default_fashion_mnist_images_are_eight_classes() -> None:
     _, names = _split_images(build_config().data, None, None, channels=1)
     classes = [name.split("\n")[1] for name in names]
     assert len(set(classes)) == len(classes) == DEFAULT_IMAGES
+
+
+# ------------------------------------------------------------ attention runs (AttMask)
+def _attention_run(tmp_path: Path, predictor: str, mode: str, **mask) -> Path:
+    cfg = build_config(overrides={"model": tiny_config().model.model_dump(), "loss": {"predictor": predictor},
+                                  "mask": {"strategy": "attention", "attention_mode": mode, **mask}})
+    return save_random_run(tmp_path / f"att_{predictor}_{mode}", cfg)
+
+
+@pytest.mark.parametrize(("predictor", "mode"), [("none", "hints"), ("relative", "high"), ("none", "low")])
+def test_attention_run_draws_its_attention_and_the_mask_it_chose(tmp_path: Path, predictor: str, mode: str) -> None:
+    models = load_pretrained(_attention_run(tmp_path, predictor, mode))
+    imgs = _imgs(3)
+    maps = compute_maps(models, imgs, MEAN, STD, num_masks=2, alpha=0.5)
+    assert maps.columns == ("input", "real_loss", "predicted_loss", "attention", "mask", "reconstruction")
+    torch.testing.assert_close(maps.attention, models.teacher.attention_scores(imgs))
+    assert (maps.predicted is None) == (predictor == "none")
+    k, h = 48, 24
+    shown = int(h * 0.1) if mode == "hints" else 0
+    assert (maps.masked.sum(1) == k).all() and (maps.hard.sum(1) == h - shown).all()
+    ranked = -maps.attention if mode == "low" else maps.attention
+    top = torch.zeros(3, 64, dtype=torch.bool).scatter_(1, ranked.topk(h, dim=1).indices, True)
+    assert bool(top[maps.hard].all())  # the red patches are the most (least) attended
+    if mode == "hints":
+        assert maps.hints is not None and (maps.hints.sum(1) == shown).all() and not (maps.hints & maps.masked).any()
+    else:
+        assert maps.hints is None
+    titles = column_titles(maps)
+    assert "[CLS] attention" in titles["attention"] and f"attention mask ({mode})" in titles["mask"]
+    fig = draw_panels(maps)
+    assert len(_panel_axes(fig)) == 3 * 6
+    assert len(fig.axes) == 3 * 6 + (3 if predictor != "none" else 2)  # colour bars: real, attention (+ predicted)
+
+
+def test_attention_run_with_a_masked_view_teacher_greys_the_hidden_patches(tmp_path: Path) -> None:
+    models = load_pretrained(_attention_run(tmp_path, "none", "high", teacher_view="masked", teacher_views=2))
+    maps = compute_maps(models, _imgs(2), MEAN, STD, num_masks=1, alpha=0.5)
+    assert (torch.isfinite(maps.attention).sum(1) == 32).all()  # 2 views x 16 shown patches
+    assert bool(torch.isfinite(maps.attention)[maps.hard].all())  # chosen only among scored patches
+    assert "2 masked views" in column_titles(maps)["attention"]
+
+
+def test_hpm_runs_keep_their_five_panels(tmp_path: Path) -> None:
+    maps = compute_maps(load_pretrained(_run(tmp_path, "hpm")), _imgs(1), MEAN, STD, num_masks=1)
+    assert maps.columns == COLUMNS and maps.attention is None
