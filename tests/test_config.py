@@ -245,3 +245,10 @@ def test_diff_configs() -> None:
 def test_folder_data_dir_sets_dataset() -> None:
     cfg = build_config(overrides={"data": {"data_dir": "/some/images"}})
     assert cfg.data.dataset == "folder"
+
+
+def test_keep_epochs_lie_within_the_run() -> None:
+    assert build_config(overrides={"train": {"epochs": 10, "keep_epochs": [1, 2, 5]}}).train.keep_epochs == [1, 2, 5]
+    for kept in ([0], [11]):
+        with pytest.raises(ConfigError, match=r"keep_epochs must lie in 1..epochs \(10\)"):
+            build_config(overrides={"train": {"epochs": 10, "keep_epochs": kept}})

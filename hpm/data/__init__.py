@@ -10,6 +10,7 @@ from hpm.data.fashion_mnist import (
     load_fashion_mnist,
 )
 from hpm.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset, Unreadable, check_readable, read_image
+from hpm.data.labels import LabelCount, label_holdout, labelled_subset, parse_labels
 from hpm.data.sampler import GlobalBatchSampler
 from hpm.data.shards import ShardDataset, is_shard_dir
 from hpm.data.source import open_image_dataset
@@ -26,6 +27,7 @@ __all__ = [
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
     "ImageFolderDataset",
+    "LabelCount",
     "PretrainData",
     "SeededTransformDataset",
     "ShardDataset",
@@ -37,7 +39,10 @@ __all__ = [
     "check_readable",
     "collate_skip_none",
     "is_shard_dir",
+    "label_holdout",
+    "labelled_subset",
     "load_fashion_mnist",
     "open_image_dataset",
+    "parse_labels",
     "read_image",
 ]

@@ -18,7 +18,7 @@ import random
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -105,8 +105,10 @@ def save_checkpoint(
     teacher: nn.Module | None,
     state: dict[str, Any],
     keep: int = 2,
+    kept_steps: Collection[int] = (),
 ) -> Path:
-    """Write ``run_dir/checkpoints/step_<step>/`` atomically and keep only the newest ``keep``.
+    """Write ``run_dir/checkpoints/step_<step>/`` atomically and keep only the newest ``keep``
+    (and, besides them, those of ``kept_steps``, which are never pruned).
 
     Raises:
         DiskFullError: The file system is full; the partial folder is removed and every earlier
@@ -139,7 +141,8 @@ def save_checkpoint(
             size = _tensor_bytes(model, teacher, state)  # the whole checkpoint, not the part written
             raise DiskFullError(_disk_full_message(run_dir, step, size, keep)) from exc
         raise
-    for old in list_checkpoints(run_dir)[:-keep]:
+    prunable = [p for p in list_checkpoints(run_dir) if int(_PATTERN.match(p.name).group(1)) not in kept_steps]  # type: ignore[union-attr]
+    for old in prunable[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

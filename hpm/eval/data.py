@@ -2,6 +2,8 @@
 
 Fashion-MNIST: its ``train`` and ``test`` files. An ImageFolder: ``DIR/train/`` and ``DIR/val/`` (or
 the same splits of a pack of shards, ``hpm data pack``).
+With ``labels`` (the few-label protocol, :mod:`hpm.data.labels`) the train split is a nested,
+class-balanced set of that many labelled images of the whole train split.
 Images go through :func:`~hpm.data.build_eval_transform` at the model's image size (bicubic
 resize of the shorter side, centre crop) and the normalisation the encoder was trained with.
 """
@@ -30,7 +32,8 @@ from hpm.data import (
     load_fashion_mnist,
     open_image_dataset,
 )
-from hpm.errors import DataError
+from hpm.data.labels import LabelCount, label_holdout, labelled_subset, parse_labels
+from hpm.errors import ConfigError, DataError
 
 
 @dataclass
@@ -70,6 +73,7 @@ class EvalData:
         img_size: Side of the square images fed to the encoder.
         name: ``"fashion_mnist"`` or ``"folder"``.
         fit: ``"resize"`` or ``"pad"`` (how smaller images reach ``img_size``; as in pre-training).
+        labels: The few-label selection (``{"count", "asked", "seed", "of"}``), or None: a plain subset.
     """
 
     train: EvalSplit
@@ -82,6 +86,7 @@ class EvalData:
     img_size: int
     name: str
     fit: str = "resize"
+    labels: dict[str, object] | None = None
 
     def transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The deterministic evaluation transform (uint8 ``[C, H, W]`` -> normalised float)."""
@@ -100,7 +105,7 @@ class EvalData:
             "channels": self.channels,
             "mean": list(self.mean),
             "std": list(self.std),
-        }
+        } | ({"labels": dict(self.labels)} if self.labels is not None else {})
 
 
 def normalisation(cfg: DataConfig, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -150,6 +155,20 @@ def _hold_out(train: EvalSplit, n: int, seed: int) -> tuple[EvalSplit, EvalSplit
     )
 
 
+def _take_labelled(
+    full: Dataset, labels: np.ndarray, asked: LabelCount, seed: int, val_holdout: int, name: str
+) -> tuple[EvalSplit, EvalSplit | None, dict[str, object]]:
+    """The labelled images of the whole train split (and, with ``val_holdout``, a disjoint holdout)."""
+    n = asked.resolve(len(labels))
+    chosen = labelled_subset(labels, n, seed)
+    train = EvalSplit(Subset(full, chosen.tolist()), labels[chosen], name)
+    held = None
+    if val_holdout > 0:
+        idx = label_holdout(labels, n, val_holdout, seed)
+        held = EvalSplit(Subset(full, idx.tolist()), labels[idx], "holdout")
+    return train, held, {"count": n, "asked": str(asked), "seed": seed, "of": len(labels)}
+
+
 def _check_labels(split: EvalSplit, where: str) -> None:
     present = np.unique(split.labels)
     if len(present) < 2:
@@ -167,6 +186,7 @@ def build_eval_data(
     test_subset: int | None = None,
     seed: int = 0,
     val_holdout: int = 0,
+    labels: LabelCount | int | str | None = None,
 ) -> EvalData:
     """Load the labelled train and test splits described by a data config.
 
@@ -181,11 +201,24 @@ def build_eval_data(
         val_holdout: If > 0, a seeded, class-balanced set of this many images is held out of
             the (subset) train split and returned as ``test`` (named ``"holdout"``) in place of
             the test split, which is then not read: a validation split for tuning a recipe.
+            With ``labels``: held out of the whole train split, disjoint from the labelled images.
+        labels: The few-label protocol: only this many images (a count, or ``"P%"`` of the train
+            split) keep their label, chosen class-balanced, seeded by ``seed`` and nested (see
+            :func:`~hpm.data.labels.labelled_subset`); they are the train split. Excludes
+            ``train_subset``.
 
     Raises:
+        ConfigError: Both ``labels`` and ``train_subset``, or ``labels`` that are no count or share.
         DataError: Missing or unreadable data, no labels (no class folders or a single
-            class), a missing ``val/`` split, or a holdout that leaves no training image.
+            class), a missing ``val/`` split, a holdout that leaves no training image, or more
+            labels than images or fewer than classes.
     """
+    asked = None if labels is None else parse_labels(labels)
+    if asked is not None and train_subset is not None:
+        raise ConfigError(
+            f"labels={asked} chooses the labelled images from the whole train split; "
+            f"it excludes a train subset (got train_subset={train_subset})"
+        )
     if cfg.dataset == "fashion_mnist":
         if channels != 1:
             raise DataError(
@@ -227,10 +260,15 @@ def build_eval_data(
         num_classes = len(classes)
     where = cfg.data_dir if cfg.dataset == "folder" else cfg.root
     _check_labels(EvalSplit(*splits[0]), f"the train split of {where}")
-    train = _take(*splits[0][:2], train_subset, seed, splits[0][2])
-    if val_holdout > 0:
-        train, test = _hold_out(train, val_holdout, seed)
+    chosen: dict[str, object] | None = None
+    held: EvalSplit | None = None
+    if asked is not None:
+        full, labels_all, name = splits[0]
+        train, held, chosen = _take_labelled(full, labels_all, asked, seed, val_holdout, name)
     else:
-        test = _take(*splits[1][:2], test_subset, seed, splits[1][2])
+        train = _take(*splits[0][:2], train_subset, seed, splits[0][2])
+        if val_holdout > 0:
+            train, held = _hold_out(train, val_holdout, seed)
+    test = held if held is not None else _take(*splits[1][:2], test_subset, seed, splits[1][2])
     mean, std = normalisation(cfg, channels)
-    return EvalData(train, test, num_classes, classes, channels, mean, std, img_size, cfg.dataset, cfg.fit)
+    return EvalData(train, test, num_classes, classes, channels, mean, std, img_size, cfg.dataset, cfg.fit, chosen)

@@ -2,7 +2,8 @@
 
 ``hpm eval knn RUN_DIR`` writes ``RUN_DIR/eval/knn.json``; a checkpoint folder gets its own
 ``eval/``. The file name records the variant: ``knn_avg.json`` (average pooling),
-``linear_teacher.json`` (HPM's EMA teacher), ``finetune_random_init.json`` (the floor).
+``linear_teacher.json`` (HPM's EMA teacher), ``finetune_random_init.json`` (the floor),
+``knn_raw_pixels.json`` (pixels), ``knn_l600.json`` / ``finetune_l1pct.json`` (few labels).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ def result_path(
     weights: str = "student",
     pool: str = "cls",
     preset: str = "small",
+    labels: str | None = None,
 ) -> Path:
-    """Where a result goes: ``SOURCE/eval/<protocol>[_avg][_teacher|_random_init].json``.
+    """Where a result goes: ``SOURCE/eval/<protocol>[_avg][_teacher|_random_init|_raw_pixels][_l<N>].json``.
 
     Args:
         protocol: ``"knn"``, ``"linear"`` or ``"finetune"``.
@@ -35,9 +37,11 @@ def result_path(
         weights: ``"student"``, ``"teacher"`` or ``"random"``.
         pool: ``"cls"`` or ``"avg"`` (k-NN and linear probe).
         preset: Model preset, names the folder of a random initialisation without a source.
+        labels: The few-label tag (``l600``, ``l1pct``: :attr:`~hpm.data.labels.LabelCount.tag`).
     """
     name = protocol + ("_avg" if pool == "avg" and protocol != "finetune" else "")
     name += {"student": "", "teacher": "_teacher", "random": "_random_init"}.get(weights, f"_{weights}")
+    name += f"_{labels}" if labels else ""
     folder = Path(source) if source is not None else RANDOM_INIT_DIR / preset
     return folder / "eval" / f"{name}.json"
 
@@ -67,15 +71,23 @@ def write_result(path: str | Path, record: dict[str, Any]) -> Path:
 def summary_line(record: dict[str, Any]) -> str:
     """One line for the console: protocol, accuracy, data, what was evaluated and the time."""
     res, src, data = record["result"], record["source"], record["data"]
-    what = "random init" if src["random_init"] else f"{src['weights']} @ step {src['step']}"
+    if src.get("kind") == "raw_pixels":
+        what = "raw pixels"
+    else:
+        what = "random init" if src["random_init"] else f"{src['weights']} @ step {src['step']}"
+    labelled = data.get("labels")
     where = f"{data['num_train']} train / {data['num_test']} {data['test_split']}"
+    if labelled:
+        where = f"{labelled['count']} labelled ({labelled['asked']} of {labelled['of']}, seed {labelled['seed']}) / " \
+                f"{data['num_test']} {data['test_split']}"
     protocol = record["protocol"]
+    pool = "pixels" if src.get("kind") == "raw_pixels" else res.get("pool")
     if protocol == "knn":
         accs = " | ".join(f"k={k} {v:.2f}%" for k, v in res["top1"].items())
-        head = f"k-NN top-1 ({res['pool']}, T={res['temperature']}): {accs}"
+        head = f"k-NN top-1 ({pool}, T={res['temperature']}): {accs}"
     elif protocol == "linear":
         head = (
-            f"linear probe top-1 {res['top1']:.2f}% (train {res['train_top1']:.2f}%, {res['pool']}, "
+            f"linear probe top-1 {res['top1']:.2f}% (train {res['train_top1']:.2f}%, {pool}, "
             f"{res['probe']['epochs']} epochs)"
         )
     else:

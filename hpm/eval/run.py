@@ -10,6 +10,7 @@ from typing import Any, Literal
 import torch
 
 from hpm.config import Config, DataConfig
+from hpm.data.labels import LabelCount, parse_labels
 from hpm.engine import distributed as D
 from hpm.engine.logger import setup_logging
 from hpm.engine.precision import resolve_device, resolve_precision
@@ -30,10 +31,18 @@ class EvalOptions:
 
     Attributes:
         random_init: Evaluate a randomly initialised encoder of the same architecture.
+        raw_pixels: k-NN or linear probe on the normalised pixels instead of features (the
+            floor; the encoder's architecture only sets the image size and channels).
         weights: ``"student"`` or ``"teacher"`` (HPM's EMA teacher).
         pool: Frozen features: ``"cls"`` (class token) or ``"avg"`` (mean patch token).
         train_subset: Class-balanced subset of the train split (None: all); k-NN and probe.
+            Not used with ``labels``.
         test_subset: Same for the test split.
+        labels: The few-label protocol (every protocol): only this many train images (``600``,
+            or ``"1%"`` of the whole train split) keep their label, class-balanced, nested and
+            chosen by ``seed`` (:mod:`hpm.data.labels`); they replace the train subset (and the
+            fine-tune recipe's ``train_subset``; its ``val_holdout`` is then held out of the
+            rest of the train split).
         batch_size: Images per forward pass when extracting features.
         precision: ``auto``, ``bf16``, ``fp16`` or ``fp32``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -53,10 +62,12 @@ class EvalOptions:
     """
 
     random_init: bool = False
+    raw_pixels: bool = False
     weights: Weights = "student"
     pool: Pool = "cls"
     train_subset: int | None = 10000
     test_subset: int | None = 2000
+    labels: LabelCount | int | str | None = None
     batch_size: int = 256
     precision: str = "auto"
     device: str = "auto"
@@ -87,13 +98,40 @@ def eval_data_config(base: DataConfig, data_dir: str | None = None, data_root: s
 
 
 def _build_data(
-    enc: LoadedEncoder, opts: EvalOptions, train_subset: int | None, test_subset: int | None, val_holdout: int = 0
+    enc: LoadedEncoder,
+    opts: EvalOptions,
+    train_subset: int | None,
+    test_subset: int | None,
+    val_holdout: int = 0,
+    labels: LabelCount | None = None,
 ) -> EvalData:
+    """The evaluation data; with ``labels`` the labelled images replace the train subset."""
     data_cfg = eval_data_config(enc.cfg.data, opts.data_dir, opts.data_root)
     return build_eval_data(
-        data_cfg, enc.cfg.model.img_size, int(enc.cfg.model.in_chans or 1), train_subset, test_subset, opts.seed,
-        val_holdout,
+        data_cfg, enc.cfg.model.img_size, int(enc.cfg.model.in_chans or 1),
+        None if labels is not None else train_subset, test_subset, opts.seed, val_holdout, labels,
     )
+
+
+def _source(enc: LoadedEncoder, opts: EvalOptions) -> dict[str, Any]:
+    """What was evaluated, for the result file (raw pixels: no encoder, only its input shape)."""
+    if not opts.raw_pixels:
+        return enc.describe()
+    return {"kind": "raw_pixels", "checkpoint": None, "step": None, "weights": "raw_pixels", "random_init": False,
+            "model": {"img_size": enc.cfg.model.img_size, "in_chans": enc.cfg.model.in_chans}}
+
+
+def _check_options(protocol: str, path: str | Path | None, opts: EvalOptions) -> None:
+    """Refuse an unknown protocol, a fine-tune of pixels, two floors at once, or nothing to evaluate."""
+    if protocol not in ("knn", "linear", "finetune"):
+        raise ConfigError(f"unknown protocol {protocol!r}; use knn, linear or finetune")
+    if opts.raw_pixels and protocol == "finetune":
+        raise ConfigError("raw pixels have nothing to fine-tune; use --raw-pixels with knn or linear "
+                          "(--random-init is the fine-tune's floor)")
+    if opts.raw_pixels and opts.random_init:
+        raise ConfigError("choose one floor: --raw-pixels or --random-init")
+    if path is None and not (opts.random_init or opts.raw_pixels):
+        raise ConfigError("give a run directory or checkpoint folder to evaluate, or --random-init")
 
 
 def finetune_dir_of(result_file: str | Path) -> Path:
@@ -133,7 +171,8 @@ def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | No
 
     Args:
         protocol: ``"knn"``, ``"linear"`` or ``"finetune"``.
-        path: Run directory or checkpoint folder (None only with ``random_init`` and ``cfg``).
+        path: Run directory or checkpoint folder (None only with ``random_init`` or ``raw_pixels``,
+            and ``cfg``).
         opts: The options.
 
     Returns:
@@ -146,22 +185,22 @@ def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | No
         CheckpointError, ConfigError, DataError: With a message that says what to fix.
     """
     opts = opts or EvalOptions()
-    if protocol not in ("knn", "linear", "finetune"):
-        raise ConfigError(f"unknown protocol {protocol!r}; use knn, linear or finetune")
-    if path is None and not opts.random_init:
-        raise ConfigError("give a run directory or checkpoint folder to evaluate, or --random-init")
+    _check_options(protocol, path, opts)
+    labels = None if opts.labels is None else parse_labels(opts.labels)
     start = time.perf_counter()
     dist = D.init_distributed("cuda" if torch.cuda.is_available() and opts.device != "cpu" else "cpu") if protocol == "finetune" else D.DistInfo()
     setup_logging(dist.is_main)
     try:
         device = resolve_device(opts.device, dist.local_rank)
         init_seed = opts.seed if opts.init_seed is None else opts.init_seed
-        enc = load_encoder(path, opts.random_init, opts.weights, opts.cfg, opts.img_size, init_seed)
-        target = Path(opts.out or result_path(protocol, path, enc.weights, opts.pool, enc.cfg.model.preset))
+        enc = load_encoder(path, opts.random_init or opts.raw_pixels, opts.weights, opts.cfg, opts.img_size, init_seed)
+        weights = "raw_pixels" if opts.raw_pixels else enc.weights
+        tag = None if labels is None else labels.tag
+        target = Path(opts.out or result_path(protocol, path, weights, opts.pool, enc.cfg.model.preset, tag))
         if protocol == "finetune":
             ft = opts.finetune
             precision = resolve_precision(ft.precision if opts.precision == "auto" else opts.precision, device)
-            data = _build_data(enc, opts, ft.train_subset, ft.test_subset, ft.val_holdout)
+            data = _build_data(enc, opts, ft.train_subset, ft.test_subset, ft.val_holdout, labels)
             run_dir = finetune_dir_of(target)
             result, classifier = run_finetune(
                 enc.model, data, ft, device, precision, dist, run_dir=run_dir, source=_finetune_source(enc, data, opts)
@@ -170,15 +209,15 @@ def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | No
                 _export_classifier(classifier, enc, data, run_dir, result)
         else:
             precision = resolve_precision(opts.precision, device)
-            data = _build_data(enc, opts, opts.train_subset, opts.test_subset)
-            model = enc.model.to(device)
+            data = _build_data(enc, opts, opts.train_subset, opts.test_subset, labels=labels)
+            model = None if opts.raw_pixels else enc.model.to(device)
             if protocol == "knn":
                 result = run_knn(model, data, opts.ks, opts.pool, opts.temperature, opts.batch_size, device, precision, opts.num_workers)
             else:
                 result = run_linear(model, data, opts.pool, opts.probe, opts.batch_size, device, precision, opts.num_workers)
         record = {
             "protocol": protocol,
-            "source": enc.describe(),
+            "source": _source(enc, opts),
             "data": data.describe(),
             "result": result,
             "device": str(device),

@@ -321,3 +321,11 @@ def test_a_full_disk_is_a_clear_error_and_the_previous_checkpoint_stays_intact(
     assert f"The last good checkpoint is {good} (intact)" in message and "needs about" in message
     assert list_checkpoints(tmp_path) == [good] and verify_checkpoint(good) == []
     assert [p.name for p in (tmp_path / CKPT_DIR).iterdir()] == [good.name]  # the partial folder is gone
+
+
+def test_kept_steps_are_never_pruned(tmp_path: Path) -> None:
+    """train.keep_epochs: the checkpoints of those steps stay beside the newest ``keep``."""
+    model = _model()
+    for step in (5, 10, 15, 20, 25):
+        save_checkpoint(tmp_path, step, model, None, {}, keep=1, kept_steps={5, 15})
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000005", "step_00000015", "step_00000025"]

@@ -1,0 +1,202 @@
+"""The study file: its schema (base config, variants, evaluation), loading and per-run configs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hpm.config import Config, _deep_merge, config_from_dict, load_yaml_file
+from hpm.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VariantSpec(_Strict):
+    """One way of pre-training: an ablation file and/or overrides on top of ``base``."""
+
+    name: str
+    config: str | None = None  # YAML of overrides, relative to the working directory
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    priority: int = 1  # lower runs first; within a priority, seed-major (all variants' first seed first)
+    finetune_seeds: list[int] = Field(default_factory=list)
+    # train for as long (wall clock) as this variant's run of the same seed took: epochs =
+    # match_time_of's epochs x (images/s of time_reference / images/s of match_time_of), both
+    # measured in this study (time_reference: a finished run of this variant's own recipe)
+    match_time_of: str | None = None
+    time_reference: str | None = None  # a variant with this one's recipe: its measured speed sets the epochs
+    # a finished run of another study to report here instead of training one, e.g.
+    # runs/study/fmnist_reference/mae/seed_{seed}; it is evaluated in place (same eval settings)
+    reuse: str | None = None
+    description: str = ""
+
+
+class StudyEval(_Strict):
+    """What every finished run is evaluated with (identical data for all runs)."""
+
+    train_subset: int | None = 10000
+    test_subset: int | None = 2000
+    seed: int = 0  # chooses the evaluation subsets (the same for every run)
+    pool: str = "cls"
+    knn_k: int = 20
+    linear: bool = True
+    # fine-tuning of a variant's finetune_seeds: the recipe (hpm.eval.finetune.RECIPES), run with
+    # the recipe seed = the pre-training seed; the same recipe for the random-init floor's seeds
+    finetune_recipe: str = "reference"
+    finetune_overrides: dict[str, Any] = Field(default_factory=dict)  # keys of the recipe to change
+    floor_finetune_seeds: list[int] = Field(default_factory=list)  # random-init encoders fine-tuned
+    ranking_images: int = 512  # test images for the teacher's ranking quality
+    ranking_masks: int = 10
+    precision: str = "auto"
+    # few labels (hpm/study/few_labels.py): every run, and the floors, evaluated again with only
+    # this many labelled train images (class-balanced, nested, chosen by `seed` from the whole
+    # train split), on labels_test_subset test images (None: the whole test split)
+    labels: list[int] = Field(default_factory=list)
+    labels_protocols: list[Literal["knn", "linear", "finetune"]] = Field(default_factory=lambda: ["knn", "linear", "finetune"])
+    labels_recipe: str = "few_labels"  # the fine-tune recipe (recipe seed = pre-training seed)
+    labels_finetune_overrides: dict[str, Any] = Field(default_factory=dict)
+    labels_test_subset: int | None = None
+    labels_floor_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])  # random-init encoders (init seed)
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> "StudyEval":
+        if any(n < 1 for n in self.labels) or len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be distinct positive counts, got {self.labels}")
+        return self
+
+
+class BudgetCurve(_Strict):
+    """One run evaluated after several epochs of its pre-training, from checkpoints it keeps."""
+
+    variant: str
+    seed: int = 0
+    epochs: list[int]  # the last one may be the run's own epochs (its final evaluation is reused)
+    labels: int  # labelled images of the evaluation (few-label protocol)
+    protocols: list[Literal["knn", "linear", "finetune"]] = Field(default_factory=lambda: ["knn", "finetune"])
+
+
+class StudySpec(_Strict):
+    """A whole study file."""
+
+    name: str
+    runs_dir: str
+    report_dir: str
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict)
+    eval: StudyEval = StudyEval()
+    floors: bool = True  # random-init encoder and raw pixels under the same k-NN and probe
+    variants: list[VariantSpec]
+    reference: dict[str, Any] = Field(default_factory=dict)  # published figures shown beside ours
+    # per-seed differences of every other variant against these (same seed), in the report
+    compare_to: list[str] = Field(default_factory=list)
+    budget_curve: BudgetCurve | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudySpec":
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        for v in self.variants:
+            for ref in (v.match_time_of, v.time_reference):
+                if ref is not None and ref not in names:
+                    raise ValueError(f"variant {v.name!r} refers to unknown variant {ref!r}")
+            if (v.match_time_of is None) != (v.time_reference is None):
+                raise ValueError(f"variant {v.name!r}: give both match_time_of and time_reference")
+            if v.reuse is not None and len(v.seeds) > 1 and "{seed}" not in v.reuse:
+                raise ValueError(f"variant {v.name!r}: reuse must contain {{seed}} for several seeds")
+            if not set(v.finetune_seeds) <= set(v.seeds):
+                raise ValueError(f"variant {v.name!r}: finetune_seeds must be among its seeds")
+        unknown = sorted(set(self.compare_to) - set(names))
+        if unknown:
+            raise ValueError(f"compare_to names unknown variant(s) {unknown}")
+        curve = self.budget_curve
+        if curve is not None:
+            variant = next((v for v in self.variants if v.name == curve.variant), None)
+            if variant is None or curve.seed not in variant.seeds:
+                raise ValueError(f"budget_curve: {curve.variant!r} has no run of seed {curve.seed}")
+            if not curve.epochs or min(curve.epochs) < 1 or len(set(curve.epochs)) != len(curve.epochs):
+                raise ValueError(f"budget_curve.epochs must be distinct epochs >= 1, got {curve.epochs}")
+            if variant.match_time_of is not None or variant.reuse is not None:
+                raise ValueError(f"budget_curve: {curve.variant!r} must be trained by this study at a fixed epoch count")
+        return self
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
+    """Read and validate a study file; ``overrides`` (nested dict) are merged on top."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"study file {file} does not exist (see configs/study/)")
+    raw = load_yaml_file(file) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"study file {file} must hold a mapping")
+    raw = _deep_merge(raw, overrides or {})
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc']) or 'study'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"invalid study file {file}:\n  " + "\n  ".join(lines)) from None
+    for v in spec.variants:  # fail before any work if a variant's config does not resolve
+        variant_config(spec, v, v.seeds[0] if v.seeds else 0)
+    _check_resolved(spec)
+    return spec
+
+
+def _check_resolved(spec: StudySpec) -> None:
+    """What needs the resolved configs: the few-label recipe and the budget curve's epochs."""
+    if spec.eval.labels and "finetune" in spec.eval.labels_protocols:
+        from hpm.eval.recipes import build_finetune_config
+
+        try:
+            build_finetune_config(spec.eval.labels_recipe, overrides=spec.eval.labels_finetune_overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"eval.labels_recipe / labels_finetune_overrides: {exc}") from None
+    curve = spec.budget_curve
+    if curve is not None:
+        variant = next(v for v in spec.variants if v.name == curve.variant)
+        epochs = variant_config(spec, variant, curve.seed).train.epochs
+        if max(curve.epochs) > epochs:
+            raise ConfigError(f"budget_curve.epochs {curve.epochs} go beyond the {epochs} epochs of {curve.variant!r}")
+
+
+def parse_study_overrides(items: list[str]) -> dict[str, Any]:
+    """``["base.train.epochs=5", "runs_dir=runs/x"]`` -> nested dict (YAML-typed values)."""
+    from hpm.config import parse_overrides
+
+    return parse_overrides(items)
+
+
+def variant_config(spec: StudySpec, variant: VariantSpec, seed: int, epochs: int | None = None) -> Config:
+    """The resolved pre-training config of one run: base, then the variant's file, overrides, seed."""
+    raw = copy.deepcopy(spec.base)
+    if variant.config is not None:
+        file = Path(variant.config)
+        if not file.is_file():
+            raise ConfigError(f"variant {variant.name!r}: config file {file} does not exist")
+        raw = _deep_merge(raw, load_yaml_file(file) or {})
+    raw = _deep_merge(raw, variant.overrides)
+    raw = _deep_merge(raw, {"train": {"seed": seed}, "output_dir": str(run_dir(spec, variant.name, seed))})
+    if epochs is not None:
+        raw["train"]["epochs"] = epochs
+    curve = spec.budget_curve
+    if curve is not None and (curve.variant, curve.seed) == (variant.name, seed):
+        final = int(raw["train"].get("epochs", Config().train.epochs))
+        kept = sorted(e for e in curve.epochs if e < final)  # the checkpoints the curve is evaluated on
+        if kept:
+            raw["train"]["keep_epochs"] = kept
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"variant {variant.name!r}: {exc}") from None
+
+
+def run_dir(spec: StudySpec, name: str, seed: int) -> Path:
+    """Where a variant's run of a seed lives: in the study's runs_dir, or the reused run."""
+    variant = next((v for v in spec.variants if v.name == name), None)
+    if variant is not None and variant.reuse is not None:
+        return Path(variant.reuse.format(seed=seed))
+    return Path(spec.runs_dir) / name / f"seed_{seed}"
