@@ -148,11 +148,11 @@ def test_the_shipped_few_label_study() -> None:
     assert {v.name: v.seeds for v in spec.variants} == {"mae": [0, 1, 2], "hpm": [0, 1, 2], "hpm_paper": [0]}
     assert spec.eval.labels == [600, 6000] and spec.eval.labels_floor_seeds == [0, 1, 2]
     assert spec.eval.labels_test_subset is None and spec.eval.labels_recipe == "few_labels"
-    assert "10 epochs" in spec.description
+    assert "5 epochs" in spec.description
     for v in spec.variants:
         cfg = variant_config(spec, v, 0)
-        assert (cfg.data.subset, cfg.train.epochs) == (None, 10)  # all 60 000 training images
+        assert (cfg.data.subset, cfg.train.epochs) == (None, 5)  # all 60 000 training images
     hpm, paper = (variant_config(spec, v, 0) for v in spec.variants[1:])
     assert (hpm.mask.teacher_view, hpm.model.predictor_depth) == ("masked", 1)  # the default, efficient HPM
     assert (paper.mask.teacher_view, paper.model.predictor_depth) == ("full", None)
-    assert hpm.train.keep_epochs == [1, 2, 5] and variant_config(spec, spec.variants[1], 1).train.keep_epochs == []
+    assert hpm.train.keep_epochs == [1, 2] and variant_config(spec, spec.variants[1], 1).train.keep_epochs == []
