@@ -298,7 +298,11 @@ def ranking_quality(
         if teacher is not None:
             ranked.append(("teacher_attention", teacher.attention_scores(batch)))
             if attention_run or teacher.has_predictor:  # the scores that chose the run's masks
-                ranked.append(("teacher", teacher_patch_scores(teacher, models.cfg, batch, as_used)))
+                if models.cfg.mask.teacher_view == "full":  # the same full-image pass as one above
+                    same = dict(ranked)["teacher_attention" if attention_run else "teacher_full"]
+                    ranked.append(("teacher", same))
+                else:
+                    ranked.append(("teacher", teacher_patch_scores(teacher, models.cfg, batch, as_used)))
         for key, pred in ranked:
             scored = torch.isfinite(pred)
             add(f"{key}_spearman", masked_spearman(pred, real, scored))

@@ -172,6 +172,24 @@ def _denormalise(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tens
 
 
 @torch.no_grad()
+def _check_alpha(alpha: float, num_hard: int, scores: Tensor, chosen_by: str) -> None:
+    """Refuse an α outside [0, 1] or one that asks for more patches than ``scores`` [N, L] scores."""
+    if not 0.0 <= alpha <= 1.0:
+        raise DataError(f"alpha must be in [0, 1], got {alpha}")
+    if num_hard > int(torch.isfinite(scores).sum(1).min()):
+        raise DataError(f"alpha {alpha} asks for {num_hard} patches chosen by {chosen_by}, more than the teacher's view scores")
+
+
+def _reconstruction(
+    models: PretrainedModels, imgs: Tensor, ids: MaskIds, mean: Sequence[float], std: Sequence[float], target: TargetFn
+) -> Tensor:
+    """[N, C, H, W] what the student reconstructs under ``ids`` (pixel targets), else the target's picture."""
+    cfg, student = models.cfg, models.student
+    if cfg.loss.target in ("norm_pix", "pix"):
+        return _denormalise(reconstruct(student, imgs, ids, cfg.loss.target == "norm_pix"), mean, std)
+    return target_picture(cfg, target, imgs, student.grid_size)
+
+
 def compute_maps(
     models: PretrainedModels,
     imgs: Tensor,
@@ -216,21 +234,15 @@ def compute_maps(
         ids = random_mask(noise, k)
     else:
         alpha = final_alpha(cfg) if alpha is None else alpha
-        if not 0.0 <= alpha <= 1.0:
-            raise DataError(f"alpha must be in [0, 1], got {alpha}")
         scores = -predicted if cfg.mask.select == "easiest" else predicted
         scores = torch.nan_to_num(scores, nan=float("-inf"))  # unscored patches are never chosen
         num_hard = num_hard_patches(k, alpha)
-        if num_hard > int(torch.isfinite(scores).sum(1).min()):
-            raise DataError(f"alpha {alpha} asks for {num_hard} hard patches, more than the teacher's view scores")
+        _check_alpha(alpha, num_hard, scores, "predicted loss")
         ids = hard_patch_mask(scores, noise, k, num_hard)
         hard = torch.zeros(n, num_patches, dtype=torch.bool)
         if num_hard:
             hard.scatter_(1, scores.topk(num_hard, dim=1).indices, True)
-    if cfg.loss.target in ("norm_pix", "pix"):
-        recon = _denormalise(reconstruct(student, imgs, ids, cfg.loss.target == "norm_pix"), mean, std)
-    else:
-        recon = target_picture(cfg, target, imgs, student.grid_size)
+    recon = _reconstruction(models, imgs, ids, mean, std, target)
     return PatchMaps(
         pixels=_denormalise(imgs.float(), mean, std),
         real_loss=real,
@@ -274,12 +286,9 @@ def _attention_maps(
     attention = teacher_patch_scores(teacher, cfg, imgs, torch.Generator().manual_seed(seed + 2))  # [N, L]
     predicted = predicted_patch_loss(teacher, imgs) if teacher.has_predictor else None  # [N, L]
     alpha = final_alpha(cfg) if alpha is None else alpha
-    if not 0.0 <= alpha <= 1.0:
-        raise DataError(f"alpha must be in [0, 1], got {alpha}")
     k = num_masked(num_patches, cfg.mask.ratio)
     num_hard = num_hard_patches(k, alpha)
-    if num_hard > int(torch.isfinite(attention).sum(1).min()):
-        raise DataError(f"alpha {alpha} asks for {num_hard} patches chosen by attention, more than the teacher's view scores")
+    _check_alpha(alpha, num_hard, attention, "attention")
     mode, share = cfg.mask.attention_mode, cfg.mask.attention_hints
     noise = torch.rand(n, num_patches, generator=torch.Generator().manual_seed(seed + 1))  # [N, L]
     ids = attention_mask(attention, noise, k, num_hard, mode, share)
@@ -292,10 +301,7 @@ def _attention_maps(
         if num_hard:
             top.scatter_(1, ranked.topk(num_hard, dim=1).indices, True)
         hints = top & ~masked
-    if cfg.loss.target in ("norm_pix", "pix"):
-        recon = _denormalise(reconstruct(student, imgs, ids, cfg.loss.target == "norm_pix"), mean, std)
-    else:
-        recon = target_picture(cfg, target, imgs, student.grid_size)
+    recon = _reconstruction(models, imgs, ids, mean, std, target)
     masked_view = cfg.mask.teacher_view == "masked"
     return PatchMaps(
         pixels=_denormalise(imgs.float(), mean, std), real_loss=real, mask_count=count, predicted=predicted,

@@ -329,6 +329,10 @@ def test_attention_run_with_a_masked_view_teacher_greys_the_hidden_patches(tmp_p
     assert (torch.isfinite(maps.attention).sum(1) == 32).all()  # 2 views x 16 shown patches
     assert bool(torch.isfinite(maps.attention)[maps.hard].all())  # chosen only among scored patches
     assert "2 masked views" in column_titles(maps)["attention"]
+    with pytest.raises(DataError, match="alpha 1.0 asks for 48 patches chosen by attention, more than the teacher's view scores"):
+        compute_maps(models, _imgs(2), MEAN, STD, num_masks=1, alpha=1.0)  # its views score only 32
+    with pytest.raises(DataError, match=r"alpha must be in \[0, 1\]"):
+        compute_maps(models, _imgs(2), MEAN, STD, num_masks=1, alpha=-0.1)
 
 
 def test_hpm_runs_keep_their_five_panels(tmp_path: Path) -> None:
