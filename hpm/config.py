@@ -361,6 +361,27 @@ def load_yaml_file(path: str | Path) -> Any:
         raise ConfigError(f"cannot read YAML file {path}: {exc.strerror or exc}") from None
 
 
+def load_yaml_mapping(path: str | Path, what: str = "config file", holds: str = "keys", hint: str = "") -> dict[str, Any]:
+    """A user's YAML file that must hold a mapping (``{}`` for an empty file).
+
+    Args:
+        path: The file.
+        what: How errors name it, e.g. ``"study file"``.
+        holds: What the mapping holds, for the error (``"sections"``, ``"keys"``).
+        hint: Appended to the missing-file error, e.g. ``" (see configs/study/)"``.
+
+    Raises:
+        ConfigError: The file is missing, unreadable, malformed YAML or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist{hint}")
+    loaded = load_yaml_file(path) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping of {holds}")
+    return loaded
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Turn ``["train.epochs=5", "model.preset=vit_b16"]`` into a nested dict (YAML-typed values)."""
     out: dict[str, Any] = {}
@@ -410,13 +431,7 @@ def build_config(
     """Resolve defaults, the model preset, an optional YAML file and overrides into a Config."""
     raw: dict[str, Any] = {}
     if file is not None:
-        path = Path(file)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        loaded = load_yaml_file(path) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
-        raw = _deep_merge(raw, loaded)
+        raw = _deep_merge(raw, load_yaml_mapping(file, "config file", "sections"))
     if overrides:
         raw = _deep_merge(raw, overrides)
     return config_from_dict(raw)

@@ -252,3 +252,17 @@ def test_keep_epochs_lie_within_the_run() -> None:
     for kept in ([0], [11]):
         with pytest.raises(ConfigError, match=r"keep_epochs must lie in 1..epochs \(10\)"):
             build_config(overrides={"train": {"epochs": 10, "keep_epochs": kept}})
+
+
+def test_load_yaml_mapping_names_the_file_and_what_it_must_hold(tmp_path: Path) -> None:
+    from hpm.config import load_yaml_mapping
+
+    with pytest.raises(ConfigError, match=r"^study file .*nope.yaml does not exist \(see configs/study/\)$"):
+        load_yaml_mapping(tmp_path / "nope.yaml", "study file", hint=" (see configs/study/)")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match=r"^variant 'a': config file .*list.yaml must hold a mapping of sections$"):
+        load_yaml_mapping(tmp_path / "list.yaml", "variant 'a': config file", "sections")
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_yaml_mapping(tmp_path / "empty.yaml") == {}
+    (tmp_path / "ok.yaml").write_text("train: {epochs: 2}\n")
+    assert load_yaml_mapping(tmp_path / "ok.yaml") == {"train": {"epochs": 2}}

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from hpm.config import Precision, load_yaml_file, parse_overrides
+from hpm.config import Precision, load_yaml_mapping, parse_overrides
 from hpm.errors import ConfigError
 
 
@@ -135,12 +135,7 @@ def build_finetune_config(
     raw: dict[str, Any] = copy.deepcopy(RECIPES[recipe])
     given: dict[str, Any] = {}
     if file is not None:
-        path = Path(file)
-        if not path.is_file():
-            raise ConfigError(f"fine-tuning config file {path} does not exist")
-        loaded = load_yaml_file(path) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"fine-tuning config file {path} must hold a mapping of keys")
+        loaded = load_yaml_mapping(file, "fine-tuning config file")
         given.update(loaded.get("finetune", loaded))
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)

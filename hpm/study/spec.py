@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hpm.config import Config, _deep_merge, config_from_dict, load_yaml_file
+from hpm.config import Config, _deep_merge, config_from_dict, load_yaml_mapping
 from hpm.errors import ConfigError
 
 
@@ -128,18 +128,12 @@ class StudySpec(_Strict):
 
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
     """Read and validate a study file; ``overrides`` (nested dict) are merged on top."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"study file {file} does not exist (see configs/study/)")
-    raw = load_yaml_file(file) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"study file {file} must hold a mapping")
-    raw = _deep_merge(raw, overrides or {})
+    raw = _deep_merge(load_yaml_mapping(path, "study file", hint=" (see configs/study/)"), overrides or {})
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as exc:
         lines = [f"{'.'.join(str(p) for p in e['loc']) or 'study'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"invalid study file {file}:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError(f"invalid study file {Path(path)}:\n  " + "\n  ".join(lines)) from None
     for v in spec.variants:  # fail before any work if a variant's config does not resolve
         variant_config(spec, v, v.seeds[0] if v.seeds else 0)
     _check_resolved(spec)
@@ -174,10 +168,8 @@ def variant_config(spec: StudySpec, variant: VariantSpec, seed: int, epochs: int
     """The resolved pre-training config of one run: base, then the variant's file, overrides, seed."""
     raw = copy.deepcopy(spec.base)
     if variant.config is not None:
-        file = Path(variant.config)
-        if not file.is_file():
-            raise ConfigError(f"variant {variant.name!r}: config file {file} does not exist")
-        raw = _deep_merge(raw, load_yaml_file(file) or {})
+        # a malformed file's error starts with FILE:LINE:COLUMN, as an editor wants it
+        raw = _deep_merge(raw, load_yaml_mapping(variant.config, f"variant {variant.name!r}: config file", "sections"))
     raw = _deep_merge(raw, variant.overrides)
     raw = _deep_merge(raw, {"train": {"seed": seed}, "output_dir": str(run_dir(spec, variant.name, seed))})
     if epochs is not None:
