@@ -156,3 +156,17 @@ def test_the_shipped_few_label_study() -> None:
     assert (hpm.mask.teacher_view, hpm.model.predictor_depth) == ("masked", 1)  # the default, efficient HPM
     assert (paper.mask.teacher_view, paper.model.predictor_depth) == ("full", None)
     assert hpm.train.keep_epochs == [1, 2] and variant_config(spec, spec.variants[1], 1).train.keep_epochs == []
+
+
+def test_a_figure_of_fewer_seeds_than_its_row_says_its_n() -> None:
+    from hpm.study.few_labels_collect import per_seed_cell
+    from hpm.study.few_labels_report import few_label_sections
+
+    full = per_seed_cell({"0": 77.0, "1": 76.0, "2": 78.0})
+    partial = per_seed_cell({"0": 77.0, "1": 76.0, "2": None})
+    results = {"knn_k": 20, "variants": [], "few_labels": {
+        "labels": [600], "protocols": ["knn", "finetune"], "recipe": "few_labels", "test_subset": None,
+        "label_seed": 0, "floor_seeds": [0, 1, 2], "differences": []},
+        "floors": {"random_init": {"knn_top1_l600": full, "finetune_top1_l600": partial}, "raw_pixels": {}}}
+    row = next(line for line in few_label_sections(results) if line.startswith("| random init"))
+    assert row == "| random init | 3 | 77.00 ± 1.00 | 76.50 ± 0.71 (n=2) |"
