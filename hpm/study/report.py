@@ -158,7 +158,9 @@ def _runs_table(results: dict[str, Any]) -> list[str]:
 
 
 def write_report(spec: StudySpec) -> Path:
-    """Write ``results.json``, ``results.md`` and (with finished runs) ``curves.png``."""
+    """Write ``results.json``, ``results.md`` and (with finished runs) ``curves.png``, from the
+    study file less any work-selecting overrides (``spec.report_spec``)."""
+    spec = spec.report_spec
     out = Path(spec.report_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = collect(spec)

@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from hpm.config import Config, _deep_merge, config_from_dict, load_yaml_mapping
 from hpm.errors import ConfigError
@@ -95,6 +95,14 @@ class StudySpec(_Strict):
     # per-seed differences of every other variant against these (same seed), in the report
     compare_to: list[str] = Field(default_factory=list)
     budget_curve: BudgetCurve | None = None
+    # the study file without the overrides that only select work (WORK_SELECTION): what the
+    # report is built from, so that a narrowed call never drops a figure of the report
+    _report_spec: StudySpec | None = PrivateAttr(default=None)
+
+    @property
+    def report_spec(self) -> StudySpec:
+        """The spec the report is built from: this one without its work-selecting overrides."""
+        return self._report_spec or self
 
     @model_validator(mode="after")
     def _check(self) -> "StudySpec":
@@ -126,8 +134,45 @@ class StudySpec(_Strict):
         return self
 
 
+# Overrides that choose which work a call does, not what the study is: a call with
+# ``eval.labels=[6000] eval.labels_protocols=[finetune]`` runs only those fine-tunes, and the
+# report it writes still holds every column of the study file (figures of runs and floors whose
+# files are gone included: they live only in the last report).
+WORK_SELECTION: dict[str, tuple[str, ...]] = {
+    "eval": ("labels", "labels_protocols", "labels_floor_seeds"),
+    "budget_curve": (),  # the whole section
+}
+
+
+def _without_work_selection(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` less the keys of WORK_SELECTION."""
+    out = copy.deepcopy(overrides)
+    for section, keys in WORK_SELECTION.items():
+        if section not in out:
+            continue
+        if not keys or not isinstance(out[section], dict):
+            del out[section]
+            continue
+        for key in keys:
+            out[section].pop(key, None)
+        if not out[section]:
+            del out[section]
+    return out
+
+
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
-    """Read and validate a study file; ``overrides`` (nested dict) are merged on top."""
+    """Read and validate a study file; ``overrides`` (nested dict) are merged on top. Overrides
+    that only select work (WORK_SELECTION) narrow the work, not the report (``report_spec``)."""
+    spec = _load_study(path, overrides)
+    if overrides:
+        kept = _without_work_selection(overrides)
+        if kept != overrides:
+            spec._report_spec = _load_study(path, kept)
+    return spec
+
+
+def _load_study(path: str | Path, overrides: dict[str, Any] | None) -> StudySpec:
+    """The study file with ``overrides`` merged on top, validated and resolved."""
     raw = _deep_merge(load_yaml_mapping(path, "study file", hint=" (see configs/study/)"), overrides or {})
     try:
         spec = StudySpec.model_validate(raw)

@@ -111,6 +111,15 @@ def test_a_tiny_few_label_study_measures_reports_and_survives_the_loss_of_its_ru
     assert sorted(p.name for p in runs.iterdir()) == ["study.yaml"]  # no floor or run redone
     assert json.loads((tmp_path / "report" / "results.json").read_text())["few_labels"] == results["few_labels"]
 
+    # a call narrowed to some of the work (the docs' way to run one missing cell) still writes the
+    # whole report: the figures that live only in it (their files are gone) are not dropped
+    assert main(["study", str(path), "eval.labels=[40]", "eval.labels_protocols=[finetune]",
+                 "eval.labels_floor_seeds=[1]", "budget_curve=null", "--max-runs", "0"]) == 0
+    narrowed = json.loads((tmp_path / "report" / "results.json").read_text())
+    for section in ("variants", "runs", "floors", "few_labels", "budget_curve"):
+        assert narrowed[section] == again[section], section
+    assert sorted(p.name for p in runs.iterdir()) == ["study.yaml"]
+
 
 @pytest.mark.parametrize(
     ("budget", "message"),

@@ -70,3 +70,18 @@ def test_shipped_study_file_resolves() -> None:
     cfg = variant_config(spec, spec.variants[1], 0)
     assert (cfg.train.epochs, cfg.train.warmup_epochs, cfg.data.subset, cfg.data.fit) == (20, 2, 10000, "pad")
     assert (cfg.mask.strategy, cfg.loss.predictor) == ("hpm", "relative")
+
+
+def test_overrides_that_select_work_narrow_the_work_not_the_report() -> None:
+    path = "configs/study/fmnist_fewlabel.yaml"
+    spec = load_study(path, {"eval": {"labels": [6000], "labels_protocols": ["finetune"], "labels_floor_seeds": [1]},
+                             "budget_curve": None, "base": {"train": {"precision": "fp32"}}})
+    full = load_study(path)
+    assert (spec.eval.labels, spec.eval.labels_floor_seeds, spec.budget_curve) == ([6000], [1], None)
+    report = spec.report_spec
+    assert (report.eval.labels, report.eval.labels_protocols, report.eval.labels_floor_seeds) == \
+        (full.eval.labels, full.eval.labels_protocols, full.eval.labels_floor_seeds)
+    assert report.budget_curve == full.budget_curve
+    assert report.base["train"]["precision"] == "fp32"  # what defines the runs stays
+    plain = load_study(path, {"base": {"train": {"precision": "fp32"}}})
+    assert plain.report_spec is plain
