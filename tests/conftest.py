@@ -1,9 +1,11 @@
-"""Fixtures shared by the end-to-end tests: a tiny model and the installed Fashion-MNIST."""
+"""Fixtures shared by the end-to-end tests: a tiny model, the installed Fashion-MNIST and two-process launches."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,35 @@ def override_args(overrides: dict[str, Any]) -> list[str]:
 def pretrain_args(overrides: dict[str, Any]) -> list[str]:
     """``hpm pretrain`` arguments for a :func:`tiny_overrides` dict."""
     return ["pretrain", "--output-dir", overrides["output_dir"], *override_args(overrides)]
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpm.cli"]
+"""``hpm`` under torchrun with two processes (gloo on the CPU); its arguments follow."""
+
+
+def ranks_env(**extra: str) -> dict[str, str]:
+    """The environment of a two-process run: one thread per rank (the two share the cores) and
+    ``PYTHONFAULTHANDLER=1``, so a rank that aborts prints its stack before torchrun's summary."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", **extra}
+
+
+def torchrun_probed(out: Path) -> list[str]:
+    """:data:`TORCHRUN` through :mod:`tests.rank_threads`: each rank, when ``hpm`` returns, writes
+    the threads it has left to ``out``; its arguments follow."""
+    return [*TORCHRUN[:-1], "tests.rank_threads", str(out), "--"]
+
+
+def assert_no_gloo_threads(out: Path) -> None:
+    """Both ranks of a :func:`torchrun_probed` run ended their process group's threads when ``hpm`` returned."""
+    for rank in (0, 1):
+        names = json.loads((out / f"threads_rank{rank}.json").read_text())
+        assert not [n for n in names if "gloo" in n], f"rank {rank} still runs gloo threads: {names}"
+
+
+def stderr_tail(stderr: str) -> str:
+    """The end of a two-process run's stderr, long enough to hold the failing rank's own lines
+    (its error or stack) above torchrun's summary of some 2 000 characters."""
+    return stderr[-12000:]
 
 
 def torchrun_worker(launcher: int, rank: int, timeout: float = 60) -> int:

@@ -27,14 +27,13 @@ from typing import Any
 import pytest
 
 from hpm.engine.checkpoint import latest_checkpoint, list_checkpoints, load_state
-from tests.conftest import needs_fmnist, override_args, tiny_overrides, torchrun_worker
+from tests.conftest import TORCHRUN, needs_fmnist, override_args, ranks_env, stderr_tail, tiny_overrides, torchrun_worker
 from tests.engine.test_failures import ENV, _du, _mount_tmpfs, cli, last_step, records, run_cli, wait_for
 from tests.eval.conftest import save_random_run, tiny_config
 
 pytestmark = [pytest.mark.slow, needs_fmnist]
 REPORT: dict[str, dict[str, Any]] = {}
 RUNNER = [sys.executable, "-m", "tests.fault_runner"]
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpm.cli"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -121,11 +120,11 @@ def test_sigterm_to_one_of_two_gloo_processes(tmp_path: Path) -> None:
     def launch(overrides: dict[str, Any]) -> list[str]:
         return [*TORCHRUN, "pretrain", "--output-dir", overrides["output_dir"], *override_args(overrides)]
 
-    env = {**ENV, "PYTHONFAULTHANDLER": "1"}  # a rank that aborts prints its stack (seen once: SIGABRT of rank 1)
+    env = ranks_env()
 
     clean = two("clean")
     done = subprocess.run(launch(clean), env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-12000:]
+    assert done.returncode == 0, stderr_tail(done.stderr)
     stopped = two("stopped")
     run = Path(stopped["output_dir"])
     proc = subprocess.Popen(launch(stopped), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -135,10 +134,10 @@ def test_sigterm_to_one_of_two_gloo_processes(tmp_path: Path) -> None:
     sent = time.time()
     _, err = proc.communicate(timeout=120)
     seconds = time.time() - sent
-    assert proc.returncode != 0 and "143" in err, err[-12000:]
+    assert proc.returncode != 0 and "143" in err, stderr_tail(err)
     stopped_at = _step_of(run)
     resumed = subprocess.run(launch(stopped), env=env, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-12000:]
+    assert resumed.returncode == 0, stderr_tail(resumed.stderr)
     assert records(run) == records(Path(clean["output_dir"]))  # 2 processes stopped + resumed = 2 uninterrupted
     _note("sigterm, 1 of 2 gloo ranks", step=stopped_at, steps_lost=0, exit_status=143,
           seconds_to_exit=round(seconds, 2), survived=True)

@@ -14,7 +14,7 @@ import pytest
 
 from hpm.engine.checkpoint import latest_checkpoint, load_state
 from hpm.engine.logger import read_metrics
-from tests.conftest import needs_fmnist, override_args, tiny_overrides
+from tests.conftest import needs_fmnist, override_args, ranks_env, stderr_tail, tiny_overrides
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "slurm_pretrain.sbatch"
 
@@ -31,7 +31,7 @@ def _steps(run: Path) -> list[int]:
 @needs_fmnist
 def test_usr1_to_the_script_checkpoints_and_the_same_command_resumes(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NPROC": "2", "PORT": "29533"}
+    env = ranks_env(NPROC="2", PORT="29533")
     for key in [k for k in env if k.startswith("SLURM_")]:
         del env[key]
     cmd = ["bash", str(SCRIPT), str(run), *_overrides(tmp_path)]
@@ -42,10 +42,10 @@ def test_usr1_to_the_script_checkpoints_and_the_same_command_resumes(tmp_path: P
     assert proc.poll() is None, proc.stderr.read()[-3000:]
     os.kill(proc.pid, signal.SIGUSR1)
     _, err = proc.communicate(timeout=180)
-    assert proc.returncode != 0 and "stopped by USR1" in err, err[-3000:]
+    assert proc.returncode != 0 and "stopped by USR1" in err, stderr_tail(err)
     stopped_at = load_state(latest_checkpoint(run))["step"]
     assert 5 <= stopped_at < 48 and _steps(run)[-1] == stopped_at
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode == 0, stderr_tail(again.stderr)
     assert _steps(run) == list(range(1, 49))  # 3 epochs x 16 steps of 2 x 16 images, none lost or repeated

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -49,8 +50,16 @@ def is_distributed() -> bool:
 
 
 def shutdown_distributed() -> None:
-    """Leave the process group if one was joined."""
+    """Leave the process group if one was joined, and end its threads while the interpreter is whole.
+
+    ``destroy_process_group`` only forgets the group: a DDP wrapper still alive keeps it, and gloo's
+    threads with it, until the wrapper is freed. Callers drop their wrappers first; the collection
+    here frees those left in reference cycles, so that the group's last reference goes in
+    ``destroy_process_group`` and not in the interpreter's finalization, where a gloo thread that
+    needs the GIL aborts the process.
+    """
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -149,6 +149,17 @@ class PretrainStep:
         self.compiled = resolve_compile(cfg.train.compile, device) if compile is None else compile
         self._build_passes()
 
+    def release_ddp(self) -> None:
+        """Drop the DDP wrapper (its reducer holds the process group); the bare model runs from now on.
+
+        The step refers to itself through its passes (bound methods), so only the cyclic garbage
+        collector frees it. Without this, the wrapper, the process group and gloo's threads would
+        live on past ``destroy_process_group`` until a collection, often the interpreter's
+        finalization, where a gloo thread that needs the GIL aborts the process (SIGABRT,
+        "terminate called without an active exception"; seen in CI).
+        """
+        self.forward_model = self.model
+
     # ----------------------------------------------------------------- helpers
     def _build_passes(self) -> None:
         """The passes ``torch.compile`` may take (:mod:`hpm.engine.compile`), compiled if ``self.compiled``."""

@@ -139,6 +139,7 @@ def pretrain(cfg: Config, on_epoch_end: EpochHook | None = None) -> RunSummary:
         if run is not None:
             close_loader(run.loader)
             run.metrics.close()
+            run.step_fn.release_ddp()  # before the process group goes: see PretrainStep.release_ddp
         D.shutdown_distributed()
 
 

@@ -17,7 +17,7 @@ from hpm.data.pack import PackOptions, pack_folder
 from hpm.engine.checkpoint import latest_checkpoint, list_checkpoints, load_state
 from hpm.engine.logger import read_metrics
 from hpm.engine.train import pretrain
-from tests.conftest import pretrain_args, tiny_overrides
+from tests.conftest import TORCHRUN, pretrain_args, ranks_env, stderr_tail, tiny_overrides
 
 from .test_shards import make_folder
 
@@ -89,19 +89,15 @@ def test_killed_run_from_shards_resumes_with_identical_losses(tmp_path: Path) ->
 @pytest.mark.slow
 def test_two_gloo_processes_from_shards_match_one(tmp_path: Path) -> None:
     _, shards = _shards(tmp_path)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # a rank that aborts prints its stack
+    env = ranks_env()
     single = _overrides(tmp_path / "single", shards)
     single["train"]["batch_size"] = 16
     subprocess.run([sys.executable, "-m", "hpm.cli", *pretrain_args(single)], env=env, check=True,
                    capture_output=True, timeout=300)
     ddp = _overrides(tmp_path / "ddp", shards)
     ddp["train"]["batch_size"] = 8  # per process: 2 x 8 = the same global batch of 16
-    run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "hpm.cli", *pretrain_args(ddp)],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-12000:]  # the failing rank's own lines come before torchrun's summary
+    run = subprocess.run([*TORCHRUN, *pretrain_args(ddp)], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, stderr_tail(run.stderr)
     a = read_metrics(Path(single["output_dir"]) / "metrics.jsonl")
     b = read_metrics(Path(ddp["output_dir"]) / "metrics.jsonl")
     assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == 2 * (90 // 16)

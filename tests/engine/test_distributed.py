@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,9 @@ import numpy as np
 import pytest
 
 from hpm.engine.logger import read_metrics
-from tests.conftest import needs_fmnist, pretrain_args, tiny_overrides
+from tests.conftest import (
+    assert_no_gloo_threads, needs_fmnist, pretrain_args, ranks_env, stderr_tail, tiny_overrides, torchrun_probed,
+)
 
 # Tolerance: the two runs differ only in float summation order (gradient all-reduce and
 # per-rank loss means), so logged losses agree to about 1e-6; we allow 1e-4 relative.
@@ -26,7 +27,7 @@ RANK_ATOL = 2e-3
 @needs_fmnist
 @pytest.mark.parametrize(("strategy", "teacher_view"), [("hpm", "full"), ("hpm", "masked"), ("attention", "full")])
 def test_two_gloo_processes_match_one_process(tmp_path: Path, strategy: str, teacher_view: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = ranks_env()
     common = {"data": {"subset": 256, "num_workers": 0}, "train": {"epochs": 2},
               "mask": {"strategy": strategy, "teacher_view": teacher_view}}
     single = tiny_overrides(tmp_path / "single", **common)
@@ -36,12 +37,10 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, strategy: str, tea
 
     ddp = tiny_overrides(tmp_path / "ddp", **common)
     ddp["train"]["batch_size"] = 16  # per process: 2 x 16 = the same global batch of 32
-    run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "hpm.cli", *pretrain_args(ddp)],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = subprocess.run([*torchrun_probed(tmp_path), *pretrain_args(ddp)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, stderr_tail(run.stderr)
+    assert_no_gloo_threads(tmp_path)  # the process group ended with the run, not in the interpreter's finalization
     a = read_metrics(Path(single["output_dir"]) / "metrics.jsonl")
     b = read_metrics(Path(ddp["output_dir"]) / "metrics.jsonl")
     assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == 16

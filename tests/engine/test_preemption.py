@@ -17,7 +17,10 @@ from hpm.config import build_config
 from hpm.engine.checkpoint import latest_checkpoint, load_state
 from hpm.engine.logger import read_metrics
 from hpm.engine.train import pretrain
-from tests.conftest import needs_fmnist, pretrain_args, tiny_overrides, torchrun_worker
+from tests.conftest import (
+    assert_no_gloo_threads, needs_fmnist, pretrain_args, ranks_env, stderr_tail, tiny_overrides, torchrun_probed,
+    torchrun_worker,
+)
 
 STEPS = 3 * (512 // 32)  # 3 epochs of 16 steps
 
@@ -82,19 +85,20 @@ def test_stop_signal_to_one_of_two_gloo_processes_stops_both_at_the_same_step(tm
     ddp = _overrides(tmp_path, "ddp", batch=16)  # 2 x 16: the same global batch
     ddp["data"]["num_workers"] = 0
     run = Path(ddp["output_dir"])
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpm.cli", *pretrain_args(ddp)]
+    env = ranks_env()
+    launch = [*torchrun_probed(tmp_path), *pretrain_args(ddp)]
     proc = subprocess.Popen(launch, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_step(run, proc, 5)
     rank1 = torchrun_worker(proc.pid, 1)
     os.kill(rank1, signal.SIGTERM)  # only rank 1 hears it: the ranks must agree to stop together
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "143" in err, err[-3000:]
+    assert proc.returncode != 0 and "143" in err, stderr_tail(err)
+    assert_no_gloo_threads(tmp_path)  # a stopped run ends its process group too
     stopped_at = load_state(latest_checkpoint(run))["step"]
     assert 5 <= stopped_at < STEPS and _losses(run)[-1][0] == stopped_at
 
     resumed = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, stderr_tail(resumed.stderr)
     got = _losses(run)
     assert [s for s, _ in got] == [s for s, _ in reference]
     # 2 processes vs 1 differ only in float summation order (see test_distributed.py)

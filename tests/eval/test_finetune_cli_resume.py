@@ -17,7 +17,7 @@ import torch
 
 from hpm.cli import main
 from hpm.engine.checkpoint import latest_checkpoint, list_checkpoints, load_state
-from tests.conftest import needs_fmnist, torchrun_worker
+from tests.conftest import TORCHRUN, assert_no_gloo_threads, needs_fmnist, ranks_env, stderr_tail, torchrun_probed, torchrun_worker
 from tests.eval.conftest import save_random_run, tiny_config, write_image_folder
 
 STEPS = 2 * (1200 // 16)  # 2 epochs of 75 steps
@@ -146,8 +146,7 @@ def test_cli_refuses_another_recipe_and_reports_a_finished_fine_tune(
 def test_two_processes_stopped_by_a_signal_to_one_resume_bit_identically(encoder_run: Path, tmp_path: Path) -> None:
     """Each rank's RNG states and loss sums are checkpointed: a 2-process (gloo) fine-tune stopped
     by SIGTERM to rank 1 and resumed ends like an uninterrupted 2-process fine-tune."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpm.cli"]
+    env, launch = ranks_env(), TORCHRUN
     reference = tmp_path / "ref.json"
     subprocess.run([*launch, *_args(encoder_run, reference)], env=env, check=True, capture_output=True, timeout=600)
     out = tmp_path / "ft.json"
@@ -156,10 +155,12 @@ def test_two_processes_stopped_by_a_signal_to_one_resume_bit_identically(encoder
     _wait_for_checkpoint(tmp_path / "ft", proc, 5)
     os.kill(torchrun_worker(proc.pid, 1), signal.SIGTERM)  # only rank 1 hears it: both stop at the same step
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode != 0 and "exitcode: 143" in err, err[-3000:]
+    assert proc.returncode != 0 and "exitcode: 143" in err, stderr_tail(err)
     stopped_at = load_state(latest_checkpoint(tmp_path / "ft"))["step"]
     assert 5 <= stopped_at < STEPS // 2  # 2 x 16 images per step: half the steps
-    resumed = subprocess.run([*launch, *_args(encoder_run, out)], env=env, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = subprocess.run([*torchrun_probed(tmp_path), *_args(encoder_run, out)], env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, stderr_tail(resumed.stderr)
+    assert_no_gloo_threads(tmp_path)  # the fine-tune's process group ended with it
     for key in COMPARED:
         assert _result(out)[key] == _result(reference)[key], key
