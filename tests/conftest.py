@@ -53,7 +53,8 @@ def pretrain_args(overrides: dict[str, Any]) -> list[str]:
     return ["pretrain", "--output-dir", overrides["output_dir"], *override_args(overrides)]
 
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpm.cli"]
+_TWO_RANKS = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]  # + a module
+TORCHRUN = [*_TWO_RANKS, "hpm.cli"]
 """``hpm`` under torchrun with two processes (gloo on the CPU); its arguments follow."""
 
 
@@ -66,7 +67,7 @@ def ranks_env(**extra: str) -> dict[str, str]:
 def torchrun_probed(out: Path) -> list[str]:
     """:data:`TORCHRUN` through :mod:`tests.rank_threads`: each rank, when ``hpm`` returns, writes
     the threads it has left to ``out``; its arguments follow."""
-    return [*TORCHRUN[:-1], "tests.rank_threads", str(out), "--"]
+    return [*_TWO_RANKS, "tests.rank_threads", str(out), "--"]
 
 
 def assert_no_gloo_threads(out: Path) -> None:

@@ -6,8 +6,8 @@ The command is the real ``hpm ARGS``; when it returns, the names of the rank's t
 ``/proc/self/task``) are written to ``OUT_DIR/threads_rank<RANK>.json``, before any garbage
 collection. A process group freed only at the interpreter's finalization leaves gloo's threads
 (``gloo_tcp_loop``, ``pt_gloo_runloop``) alive there, and a gloo thread that needs the GIL then
-aborts the process; tests/engine/test_distributed.py and tests/eval/test_finetune_cli_resume.py
-check that none is left.
+aborts the process. tests/engine/test_distributed.py, tests/engine/test_preemption.py and
+tests/eval/test_finetune_cli_resume.py check that none is left.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ def thread_names() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    out, sep, args = argv[0], argv[1], argv[2:]
-    if sep != "--":
+    if len(argv) < 2 or argv[1] != "--":
         raise SystemExit("usage: python -m tests.rank_threads OUT_DIR -- ARGS")
+    out, args = argv[0], argv[2:]
     from hpm.cli import main as hpm_main
 
     code = hpm_main(args)
