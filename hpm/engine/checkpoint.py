@@ -42,27 +42,13 @@ from hpm.engine.integrity import (
 )
 from hpm.engine.logger import LOG
 from hpm.errors import CheckpointDamaged, CheckpointError, DiskFullError
+from hpm.io import atomic_write_text  # noqa: F401 - re-exported: writers of run files import it from here
 
 CKPT_DIR = "checkpoints"
 DAMAGED_DIR = "damaged"  # inside CKPT_DIR: checkpoints that failed verification, moved aside
 T = TypeVar("T")
 _PATTERN = re.compile(r"^step_(\d{8})$")
 FORMAT_VERSION = 1
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def rng_state() -> dict[str, Any]:

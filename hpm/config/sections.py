@@ -1,20 +1,10 @@
-"""Run configuration: one default, model presets, YAML files and ``key=value`` overrides.
-
-Resolution order (later wins): built-in defaults -> model preset -> ``--config`` YAML ->
-command-line flags and ``section.key=value`` overrides. Every key is validated before any
-work starts; an unknown key or a bad value raises :class:`ConfigError` naming what is valid.
-"""
+"""The run configuration's sections: one pydantic model per section, each validated on its own."""
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
-
-from hpm.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, model_validator
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
@@ -26,7 +16,7 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    """Encoder, decoder and loss-predictor shapes (see :data:`PRESETS`)."""
+    """Encoder, decoder and loss-predictor shapes (see :data:`~hpm.config.presets.PRESETS`)."""
 
     preset: Literal["small", "vit_s16", "vit_b16", "vit_l16", "vit_h14"] = "small"
     img_size: int = 32
@@ -83,7 +73,7 @@ class MaskConfig(_Section):
     # leaves visible get no score and are never chosen as hard; teacher_views = V > 1 views keep
     # disjoint patch sets, so every patch is scored (z-normalised scores averaged over the views
     # that hid it) at V times the teacher's cost.
-    teacher_view: Literal["full", "masked"] = "masked"  # default since issue #12 (docs/study.md)
+    teacher_view: Literal["full", "masked"] = "masked"  # the default: see docs/study.md
     teacher_ratio: float | None = None  # None: the same as ratio
     teacher_views: int = 1
     # attention only (hpm/masking/attention.py): which of the teacher's last-block [CLS]->patch
@@ -286,194 +276,3 @@ class Config(_Section):
                 self.loss.target = "pix"
             self.model.norm_pix_loss = None
         return self
-
-
-# Shapes follow MAE / HPM: ViT encoders from timm, decoder 512 wide x 8 blocks x 16 heads.
-_PAPER_DECODER = dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16)
-PRESETS: dict[str, dict[str, Any]] = {
-    # CPU-sized default: 32 px, patch 4 (64 patches), 192 x 6 encoder, 128 x 4 decoders.
-    "small": dict(
-        img_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3,
-        decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4,
-    ),
-    "vit_s16": dict(img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, **_PAPER_DECODER),
-    "vit_b16": dict(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12, **_PAPER_DECODER),
-    "vit_l16": dict(img_size=224, patch_size=16, embed_dim=1024, depth=24, num_heads=16, **_PAPER_DECODER),
-    "vit_h14": dict(img_size=224, patch_size=14, embed_dim=1280, depth=32, num_heads=16, **_PAPER_DECODER),
-}
-# timm model names with the same encoder (used by export).
-TIMM_NAMES = {
-    "vit_s16": "vit_small_patch16_224",
-    "vit_b16": "vit_base_patch16_224",
-    "vit_l16": "vit_large_patch16_224",
-    "vit_h14": "vit_huge_patch14_224",
-}
-
-
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _one_line(text: str) -> str:
-    """``text`` with every run of whitespace, newlines included, made one space."""
-    return " ".join(text.split())
-
-
-def _yaml_error_message(path: Path, exc: yaml.YAMLError) -> str:
-    """``FILE:LINE:COLUMN: malformed YAML: PROBLEM`` (1-based), or without position if unknown."""
-    if isinstance(exc, yaml.reader.ReaderError):  # bytes that are not text: an offset, no line
-        reason = _one_line(str(exc).splitlines()[0])
-        return (
-            f"{path}: malformed YAML: {reason} at offset {exc.position}; "
-            "YAML must be UTF-8 text without control characters"
-        )
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None)
-    if mark is None or not problem:
-        return f"{path}: malformed YAML: {_one_line(str(exc))}"
-    message = f"{path}:{mark.line + 1}:{mark.column + 1}: malformed YAML: {_one_line(problem)}"
-    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-    if context and context_mark is not None:
-        message += f" ({_one_line(context)} at line {context_mark.line + 1}, column {context_mark.column + 1})"
-    return message
-
-
-def load_yaml_file(path: str | Path) -> Any:
-    """Parse a user's YAML file; ``None`` for an empty file.
-
-    Raises:
-        ConfigError: The file cannot be read or is not valid YAML; the message is one line,
-            ``FILE:LINE:COLUMN: malformed YAML: PROBLEM``, pointing at the error.
-    """
-    path = Path(path)
-    try:
-        with path.open("rb") as stream:  # bytes: PyYAML detects the encoding and names the file
-            return yaml.safe_load(stream)
-    except yaml.YAMLError as exc:
-        raise ConfigError(_yaml_error_message(path, exc)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read YAML file {path}: {exc.strerror or exc}") from None
-
-
-def load_yaml_mapping(path: str | Path, what: str = "config file", holds: str = "keys", hint: str = "") -> dict[str, Any]:
-    """A user's YAML file that must hold a mapping (``{}`` for an empty file).
-
-    Args:
-        path: The file.
-        what: How errors name it, e.g. ``"study file"``.
-        holds: What the mapping holds, for the error (``"sections"``, ``"keys"``).
-        hint: Appended to the missing-file error, e.g. ``" (see configs/study/)"``.
-
-    Raises:
-        ConfigError: The file is missing, unreadable, malformed YAML or not a mapping.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} does not exist{hint}")
-    loaded = load_yaml_file(path) or {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{what} {path} must hold a mapping of {holds}")
-    return loaded
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """Turn ``["train.epochs=5", "model.preset=vit_b16"]`` into a nested dict (YAML-typed values)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        try:
-            value = yaml.safe_load(raw) if raw else None
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_one_line(problem)})") from None
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override")
-        node[parts[-1]] = value
-    return out
-
-
-def _valid_keys(section: type[BaseModel]) -> list[str]:
-    return list(section.model_fields)
-
-
-def _explain(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        where = ".".join(loc) or "config"
-        if err["type"] == "extra_forbidden":
-            node: type[BaseModel] = Config
-            for part in loc[:-1]:
-                node = node.model_fields[part].annotation  # type: ignore[assignment]
-            valid = ", ".join(_valid_keys(node))
-            lines.append(f"unknown key '{where}'. Valid keys here: {valid}")
-        else:
-            lines.append(f"invalid value for '{where}': {err['msg']} (got {err.get('input')!r})")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
-
-
-def build_config(
-    file: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> Config:
-    """Resolve defaults, the model preset, an optional YAML file and overrides into a Config."""
-    raw: dict[str, Any] = {}
-    if file is not None:
-        raw = _deep_merge(raw, load_yaml_mapping(file, "config file", "sections"))
-    if overrides:
-        raw = _deep_merge(raw, overrides)
-    return config_from_dict(raw)
-
-
-def config_from_dict(raw: dict[str, Any]) -> Config:
-    """Validate a (partial) nested dict; the model preset fills the model keys not given."""
-    raw = copy.deepcopy(raw)
-    model = raw.get("model") or {}
-    if not isinstance(model, dict):
-        raise ConfigError("'model' must be a mapping")
-    preset = model.get("preset", ModelConfig.model_fields["preset"].default)
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown model preset {preset!r}. Valid presets: {', '.join(PRESETS)}")
-    raw["model"] = {**PRESETS[preset], **model}
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc)) from None
-
-
-def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """Plain, YAML-safe dict of a resolved config."""
-    return cfg.model_dump(mode="json")
-
-
-def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (atomically)."""
-    from hpm.engine.checkpoint import atomic_write_text
-
-    atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-
-
-def diff_configs(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    """Keys (dotted) whose values differ between two config dicts."""
-    keys = sorted(set(a) | set(b))
-    out: list[str] = []
-    for key in keys:
-        va, vb = a.get(key), b.get(key)
-        name = f"{prefix}{key}"
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += diff_configs(va, vb, name + ".")
-        elif va != vb:
-            out.append(f"{name}: {va!r} -> {vb!r}")
-    return out
