@@ -87,7 +87,7 @@ class FinetuneConfig(BaseModel):
 
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # The CPU recipe worth reporting on the bundled data (issue #15; docs/study.md): 10 epochs
+    # The CPU recipe worth reporting on the bundled data (docs/study.md): 10 epochs
     # on the 10 000-image reference subset, the layer decay steeper and the lr 2x higher than
     # `small`, so the fresh head learns fast while the lower blocks move little. Tuned on 2 000
     # images held out of the training subset (val_holdout=2000), never on the test split:
@@ -109,7 +109,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         auto_augment="rand-m9-mstd0.5-inc1", reprob=0.25, mixup=0.8, cutmix=1.0, smoothing=0.1, head_init_std=2e-5,
         train_subset=None, test_subset=None, eval_every=1, num_workers=10,
     ),
-    # Few labels (issue #25; `hpm eval finetune --labels N`): the reference recipe's optimisation
+    # Few labels (`hpm eval finetune --labels N`): the reference recipe's optimisation
     # with its schedule stretched to the same number of images seen, 10 epochs x 10 000 = 100 000:
     # 600 labels -> 167 epochs, 6 000 -> 17, warm-up stretched alike (images_seen, fit_schedule),
     # evaluated on the whole test split. Tuned at 600 labels on 1 000 train images held out of the

@@ -34,7 +34,7 @@ VARIANT_METRICS = ["knn_top1", "linear_top1", "finetune_top1", "pred_spearman", 
                    "real_retest_spearman", "teacher_masked_avg_spearman", "teacher_masked_avg_top25",
                    "final_loss_rec", "img_per_s", "train_time_s", "est_time_s"]
 # the teacher's [CLS] attention (AttMask's score) against the real loss: in a variant row only when
-# some run of the study has it (reports made before issue #24 keep their keys)
+# some run of the study has it (a study without attention figures keeps the keys it had)
 ATTENTION_METRICS = ["teacher_attention_rank_spearman", "teacher_attention_rank_top25"]
 
 
