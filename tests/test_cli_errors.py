@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hpm import cli
 from hpm.cli import build_parser, main
+from hpm.cli import plot as plot_command
+from hpm.cli.args import flag_overrides
+from hpm.cli.study import split_study_args
 from hpm.engine.logger import LOG, log_to_file, setup_logging
 
 
@@ -24,7 +26,7 @@ def test_overrides_may_sit_anywhere_among_the_flags() -> None:
     assert args.overrides == ["train.blr=3e-4", "eval.figures_at_end=false"]
     from hpm.config import build_config
 
-    cfg = build_config(None, cli._flag_overrides(args))
+    cfg = build_config(None, flag_overrides(args))
     assert cfg.train.blr == 3e-4 and cfg.eval.figures_at_end is False
     assert cfg.data.subset == 10000 and cfg.output_dir == "runs/x"
 
@@ -41,7 +43,7 @@ def test_overrides_may_sit_anywhere_among_the_flags() -> None:
 def test_every_command_with_overrides_accepts_them_between_flags(argv: list[str]) -> None:
     args = _parse(argv)
     if args.command == "study":
-        cli._split_study_args(args)
+        split_study_args(args)
         assert args.only == ["mae"]
     assert args.overrides == [a for a in argv if "=" in a]
 
@@ -64,7 +66,7 @@ def _boom(args: argparse.Namespace) -> int:
 def test_an_unexpected_error_is_one_line_and_its_traceback_goes_to_the_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "cmd_plot", _boom)
+    monkeypatch.setattr(plot_command, "run", _boom)
     setup_logging(True)
     log_to_file(tmp_path / "train.log")
     try:
@@ -80,7 +82,7 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_goes_to_the_log(
 
 
 def test_debug_prints_the_traceback(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cli, "cmd_plot", _boom)
+    monkeypatch.setattr(plot_command, "run", _boom)
     assert main(["plot", "r", "--debug"]) == 1
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and err.rstrip().endswith("hpm plot: error: RuntimeError: something inside broke")
@@ -95,7 +97,7 @@ def test_a_full_disk_anywhere_is_a_user_error(monkeypatch: pytest.MonkeyPatch, c
     def full(args: argparse.Namespace) -> int:
         raise OSError(errno.ENOSPC, "No space left on device", "/data/figures/curves.png")
 
-    monkeypatch.setattr(cli, "cmd_plot", full)
+    monkeypatch.setattr(plot_command, "run", full)
     assert main(["plot", "r"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hpm plot: error: the disk is full ([Errno 28] No space left on device: '/data/figures/curves.png')")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,7 +14,7 @@ from hpm.config import Config, DataConfig
 from hpm.data.labels import LabelCount, parse_labels
 from hpm.engine import distributed as D
 from hpm.engine.logger import setup_logging
-from hpm.engine.precision import resolve_device, resolve_precision
+from hpm.engine.precision import Resolved, resolve_device, resolve_precision
 from hpm.errors import ConfigError
 from hpm.eval.data import EvalData, build_eval_data
 from hpm.eval.encoder import LoadedEncoder, Pool, Weights, load_encoder
@@ -23,6 +24,8 @@ from hpm.eval.linear import LinearProbeConfig, run_linear
 from hpm.eval.results import result_path, write_result
 
 Protocol = Literal["knn", "linear", "finetune"]
+# Writes a fine-tuned classifier: (classifier, classifier_spec, .safetensors file, source) -> anything
+ClassifierExport = Callable[[torch.nn.Module, dict[str, Any], Path, dict[str, Any]], Any]
 
 
 @dataclass
@@ -156,30 +159,79 @@ def _finetune_source(enc: LoadedEncoder, data: EvalData, opts: EvalOptions) -> d
     }
 
 
-def _export_classifier(
-    classifier: torch.nn.Module, enc: LoadedEncoder, data: EvalData, run_dir: Path, result: dict[str, Any]
+def _encoder_and_result_file(
+    protocol: Protocol, path: str | Path | None, opts: EvalOptions, labels: LabelCount | None
+) -> tuple[LoadedEncoder, Path]:
+    """The encoder to evaluate (a random one with its own init seed) and the result file."""
+    init_seed = opts.seed if opts.init_seed is None else opts.init_seed
+    enc = load_encoder(path, opts.random_init or opts.raw_pixels, opts.weights, opts.cfg, opts.img_size, init_seed)
+    weights = "raw_pixels" if opts.raw_pixels else enc.weights
+    tag = None if labels is None else labels.tag
+    return enc, Path(opts.out or result_path(protocol, path, weights, opts.pool, enc.cfg.model.preset, tag))
+
+
+def _write_classifier(
+    export: ClassifierExport, classifier: torch.nn.Module, enc: LoadedEncoder, data: EvalData, run_dir: Path,
+    result: dict[str, Any],
 ) -> None:
-    """Write the fine-tuned classifier as ``run_dir/classifier.safetensors`` + ``.json`` (for timm)."""
-    from hpm.export import export_classifier  # here: hpm.export imports this package
-
+    """Write the fine-tuned classifier as ``run_dir/classifier.safetensors`` + ``.json`` (for timm) with ``export``."""
     source = {"finetune_dir": str(run_dir), "step": result["steps"], "top1": result["top1"], "encoder": enc.describe()}
-    export_classifier(classifier, classifier_spec(enc.model, data), run_dir / "classifier.safetensors", source)
+    export(classifier, classifier_spec(enc.model, data), run_dir / "classifier.safetensors", source)
 
 
-def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | None = None) -> tuple[dict[str, Any], Path | None]:
+def _finetune(
+    enc: LoadedEncoder, opts: EvalOptions, labels: LabelCount | None, device: torch.device, dist: D.DistInfo,
+    target: Path, export: ClassifierExport | None,
+) -> tuple[dict[str, Any], EvalData, Resolved]:
+    """Fine-tune into :func:`finetune_dir_of` ``target``; returns (result, data, precision)."""
+    ft = opts.finetune
+    precision = resolve_precision(ft.precision if opts.precision == "auto" else opts.precision, device)
+    data = _build_data(enc, opts, ft.train_subset, ft.test_subset, ft.val_holdout, labels)
+    run_dir = finetune_dir_of(target)
+    result, classifier = run_finetune(
+        enc.model, data, ft, device, precision, dist, run_dir=run_dir, source=_finetune_source(enc, data, opts)
+    )
+    if dist.is_main and export is not None:
+        _write_classifier(export, classifier, enc, data, run_dir, result)
+    return result, data, precision
+
+
+def _frozen(
+    protocol: Protocol, enc: LoadedEncoder, opts: EvalOptions, labels: LabelCount | None, device: torch.device
+) -> tuple[dict[str, Any], EvalData, Resolved]:
+    """k-NN or linear probe on frozen features (or raw pixels); returns (result, data, precision)."""
+    precision = resolve_precision(opts.precision, device)
+    data = _build_data(enc, opts, opts.train_subset, opts.test_subset, labels=labels)
+    model = None if opts.raw_pixels else enc.model.to(device)
+    if protocol == "knn":
+        result = run_knn(model, data, opts.ks, opts.pool, opts.temperature, opts.batch_size, device, precision, opts.num_workers)
+    else:
+        result = run_linear(model, data, opts.pool, opts.probe, opts.batch_size, device, precision, opts.num_workers)
+    return result, data, precision
+
+
+def run_eval(
+    protocol: Protocol,
+    path: str | Path | None,
+    opts: EvalOptions | None = None,
+    export_classifier: ClassifierExport | None = None,
+) -> tuple[dict[str, Any], Path | None]:
     """Evaluate a checkpoint (or a random initialisation) with one protocol and save the result.
+
+    A fine-tune keeps checkpoints in :func:`finetune_dir_of` the result file and resumes from
+    them when run again (a finished one only reports its result).
 
     Args:
         protocol: ``"knn"``, ``"linear"`` or ``"finetune"``.
         path: Run directory or checkpoint folder (None only with ``random_init`` or ``raw_pixels``,
             and ``cfg``).
         opts: The options.
+        export_classifier: Writes a finished fine-tune's classifier into its directory, called
+            on rank 0 as ``export_classifier(classifier, spec, file, source)`` with ``file``
+            ``classifier.safetensors`` (:func:`hpm.export.export_classifier`); None: not written.
 
     Returns:
         ``(record, file)``: the saved record and the JSON file (None on ranks other than 0).
-
-    A fine-tune keeps checkpoints in :func:`finetune_dir_of` the result file, resumes from them
-    when run again (a finished one only reports its result) and writes the classifier there.
 
     Raises:
         CheckpointError, ConfigError, DataError: With a message that says what to fix.
@@ -192,29 +244,11 @@ def run_eval(protocol: Protocol, path: str | Path | None, opts: EvalOptions | No
     setup_logging(dist.is_main)
     try:
         device = resolve_device(opts.device, dist.local_rank)
-        init_seed = opts.seed if opts.init_seed is None else opts.init_seed
-        enc = load_encoder(path, opts.random_init or opts.raw_pixels, opts.weights, opts.cfg, opts.img_size, init_seed)
-        weights = "raw_pixels" if opts.raw_pixels else enc.weights
-        tag = None if labels is None else labels.tag
-        target = Path(opts.out or result_path(protocol, path, weights, opts.pool, enc.cfg.model.preset, tag))
+        enc, target = _encoder_and_result_file(protocol, path, opts, labels)
         if protocol == "finetune":
-            ft = opts.finetune
-            precision = resolve_precision(ft.precision if opts.precision == "auto" else opts.precision, device)
-            data = _build_data(enc, opts, ft.train_subset, ft.test_subset, ft.val_holdout, labels)
-            run_dir = finetune_dir_of(target)
-            result, classifier = run_finetune(
-                enc.model, data, ft, device, precision, dist, run_dir=run_dir, source=_finetune_source(enc, data, opts)
-            )
-            if dist.is_main:
-                _export_classifier(classifier, enc, data, run_dir, result)
+            result, data, precision = _finetune(enc, opts, labels, device, dist, target, export_classifier)
         else:
-            precision = resolve_precision(opts.precision, device)
-            data = _build_data(enc, opts, opts.train_subset, opts.test_subset, labels=labels)
-            model = None if opts.raw_pixels else enc.model.to(device)
-            if protocol == "knn":
-                result = run_knn(model, data, opts.ks, opts.pool, opts.temperature, opts.batch_size, device, precision, opts.num_workers)
-            else:
-                result = run_linear(model, data, opts.pool, opts.probe, opts.batch_size, device, precision, opts.num_workers)
+            result, data, precision = _frozen(protocol, enc, opts, labels, device)
         record = {
             "protocol": protocol,
             "source": _source(enc, opts),

@@ -1,0 +1,51 @@
+"""``hpm data``: prepare data. Each action is one ``add_<action>`` function plus one line in
+:data:`ACTIONS`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from hpm.cli.args import IntermixedParser
+
+
+def add_pack(actions: argparse._SubParsersAction) -> None:
+    """Register ``hpm data pack DIR --out SHARDS``."""
+    k = actions.add_parser(
+        "pack", help="write an image folder (train/, val/) as WebDataset tar shards with a random-access index",
+        description="Packs DIR/train/<class>/ (and DIR/val/) into SHARDS/<split>-NNNNNN.tar plus SHARDS/hpm-shards.json; "
+                    "--data-dir SHARDS then pre-trains and evaluates from them. Re-running resumes (finished shards "
+                    "are skipped); a pack of another folder or with other options is refused.",
+    )
+    k.add_argument("src", metavar="DIR", help="image folder with train/<class>/ (and val/<class>/)")
+    k.add_argument("--out", required=True, metavar="SHARDS", help="pack folder (created)")
+    k.add_argument("--max-side", type=int, default=320, help="longer side of re-encoded images (default 320 px)")
+    k.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
+    k.add_argument("--keep-original", action="store_true", help="store every file's original bytes, not re-encoded")
+    k.add_argument("--shard-size", type=int, default=2000, help="samples per shard (default 2000)")
+    k.add_argument("--workers", type=int, default=1, help="processes writing shards in parallel")
+    k.set_defaults(func=pack)
+
+
+def pack(args: argparse.Namespace) -> int:
+    """``hpm data pack DIR --out SHARDS``: an image folder as WebDataset shards (:mod:`hpm.data.pack`)."""
+    from hpm.data.pack import PackOptions, pack_folder
+
+    options = PackOptions(max_side=args.max_side, quality=args.quality, keep_original=args.keep_original,
+                          samples_per_shard=args.shard_size)
+    index = pack_folder(args.src, args.out, options, workers=args.workers)
+    print(f"packed {args.src} -> {index.parent} (index {index.name})")
+    return 0
+
+
+ACTIONS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    add_pack,
+)
+
+
+def add_parser(subs: argparse._SubParsersAction) -> None:
+    """Register ``hpm data`` and its actions."""
+    d = subs.add_parser("data", help="prepare data: `hpm data pack DIR --out SHARDS/`")
+    actions = d.add_subparsers(dest="action", required=True, parser_class=IntermixedParser)
+    for add in ACTIONS:
+        add(actions)

@@ -1,0 +1,58 @@
+"""The entry point of the ``hpm`` command: parse, dispatch, one line per error and an exit status."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from hpm.cli.parser import build_parser
+from hpm.errors import HpmError, Preempted
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hpm`` console command.
+
+    Every error ends the command with one line on stderr and a non-zero status: 2 for an error
+    the user can fix (:class:`~hpm.errors.HpmError`, a full disk included), 1 for anything
+    else (its traceback goes to the run's ``train.log``, and to the console with ``--debug`` or
+    ``HPM_DEBUG=1``), ``128 + signal`` after a stop signal's checkpoint, 130 for Ctrl-C.
+    """
+    args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("HPM_DEBUG", "") not in ("", "0")
+    try:
+        return args.func(args)
+    except Preempted as exc:  # SIGTERM / SIGUSR1: checkpointed, exit 128 + signal (143, 138)
+        print(f"hpm {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"hpm {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure ends in one line and a status, never a hang
+        return _report_error(args.command, exc, debug)
+
+
+def _report_error(command: str, exc: Exception, debug: bool) -> int:
+    """Print one line for ``exc`` (its traceback too with ``debug``), log it to the run's log
+    file unless the run did, and return the exit status."""
+    import traceback
+
+    from hpm.engine.integrity import is_disk_full
+    from hpm.engine.logger import log_failure_to_file
+
+    expected = isinstance(exc, HpmError)
+    if expected:
+        message = str(exc)
+    elif is_disk_full(exc):
+        expected = True
+        message = f"the disk is full ({exc}). Free some space, then re-run the same command to resume"
+    else:
+        message = f"{type(exc).__name__}: {str(exc).strip()}"
+        if "DataLoader worker" in message:
+            message += " (a data-loading process died: out of memory? `dmesg` tells; re-running resumes from the last checkpoint)"
+    files = getattr(exc, "hpm_logged", None) or log_failure_to_file(exc, f"error: {message}", traceback=not expected)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    elif not expected:
+        message += f" (traceback in {files[0]}; --debug prints it here)" if files else " (--debug prints the traceback)"
+    print(f"hpm {command}: error: {message}", file=sys.stderr)
+    return 2 if expected else 1
