@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from hpm.bench.device import device_name
 from hpm.config import Config
 from hpm.data import GlobalBatchSampler, build_pretrain_data, collate_skip_none
 
@@ -69,8 +70,6 @@ def run_data_bench(cfg: Config, workers: int, feed: float | None, images: int, b
     Returns:
         A JSON-ready dict: data set, image size, draft, threads, timings, and ``workers_to_feed``.
     """
-    from hpm.bench import device_name
-
     one = time_loader(cfg, 0, images, batch_size)
     many = time_loader(cfg, workers, images * workers, batch_size) if workers > 1 else None
     result: dict[str, Any] = {
