@@ -42,3 +42,15 @@ class Preempted(HpmError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class OutputDirError(HpmError):
+    """The output directory cannot be created or written (read-only, no permission, not a directory)."""
+
+
+class RunDirInUse(HpmError):
+    """Another process holds the run directory's lock: one run per directory."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A second Ctrl-C stopped a run at once; the message says from which step a re-run resumes."""

@@ -10,18 +10,31 @@ from __future__ import annotations
 from pathlib import Path
 
 from hpm.config import Config
+from hpm.engine.distributed import launched_rank
+from hpm.engine.lock import RunDirLock
 from hpm.engine.logger import LOG, MetricsLogger, read_metrics
+from hpm.engine.outdir import check_output_dir
 from hpm.engine.train import RunSummary, pretrain
 from hpm.eval.monitor import KnnMonitor
 
 
 def run_pretrain(cfg: Config) -> RunSummary:
     """Pre-train (resuming from ``cfg.output_dir``), then on rank 0 the final k-NN (unless a
-    finished run re-run has it already) and the run's figures.
+    finished run re-run has it already) and the run's figures; the run directory is locked
+    throughout.
 
     Raises:
+        OutputDirError: ``cfg.output_dir`` cannot be written (checked before anything is loaded).
+        RunDirInUse: Another process runs in ``cfg.output_dir``.
         Preempted: A stop signal ended training; nothing of the end-of-run work was done (re-run).
     """
+    check_output_dir(cfg.output_dir)
+    with RunDirLock(cfg.output_dir, launched_rank() == 0):
+        return _pretrain_and_report(cfg)
+
+
+def _pretrain_and_report(cfg: Config) -> RunSummary:
+    """The pre-training, then rank 0's end-of-run work."""
     monitor = KnnMonitor(cfg)
     summary = pretrain(cfg, on_epoch_end=monitor if cfg.eval.knn_every_epochs else None)
     if not summary.is_main:

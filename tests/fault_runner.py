@@ -40,22 +40,22 @@ def _nan_at(step: int) -> None:
 
     PretrainStep.forward_backward = forward_backward  # type: ignore[method-assign]
 
-    from hpm.eval import finetune
+    from hpm.eval.finetune.task import Finetuning
 
-    real_step = finetune._train_step
+    real_step = Finetuning.train_step
 
-    def train_step(run: Any, batches: Any, epoch: int) -> None:
+    def train_step(run: Finetuning, *args: Any, **kwargs: Any) -> None:
         if run.step == step:
             original = run.loss_fn
             run.loss_fn = lambda logits, targets: original(logits, targets) * float("nan")
             try:
-                real_step(run, batches, epoch)
+                real_step(run, *args, **kwargs)
             finally:
                 run.loss_fn = original
         else:
-            real_step(run, batches, epoch)
+            real_step(run, *args, **kwargs)
 
-    finetune._train_step = train_step
+    Finetuning.train_step = train_step  # type: ignore[method-assign]
     assert isinstance(nn.Module, type)
 
 

@@ -27,6 +27,11 @@ class DistInfo:
         return self.world_size > 1
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 when not launched by torchrun), before joining."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device_type: str) -> DistInfo:
     """Join the process group when launched by torchrun (NCCL on CUDA, gloo on CPU)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:

@@ -15,8 +15,50 @@ from hpm.errors import HpmError, Preempted
 LOG = logging.getLogger("hpm")
 
 
+class _ToRunLog(logging.Handler):
+    """Sends other libraries' log records and Python warnings to the run's log files, never to the
+    console; records from before a log file is opened wait (at most :attr:`KEEP`) and go to the
+    first one."""
+
+    KEEP = 200
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.pending: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        files = [h for h in LOG.handlers if isinstance(h, logging.FileHandler)]
+        if not files:
+            if len(self.pending) < self.KEEP:
+                self.pending.append(record)
+            return
+        for handler in files:
+            handler.handle(record)
+
+    def flush_to(self, handler: logging.Handler) -> None:
+        """Write the records that waited for a log file to ``handler``."""
+        pending, self.pending = self.pending, []
+        for record in pending:
+            handler.handle(record)
+
+
+_THIRD_PARTY = _ToRunLog()
+
+
+def _route_third_party_to_run_log() -> None:
+    """Other libraries' warnings (``logging`` and ``warnings``) go to the run's log files only."""
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    if _THIRD_PARTY not in root.handlers:
+        root.addHandler(_THIRD_PARTY)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+
+
 def setup_logging(is_main: bool = True) -> None:
-    """Console logging (rank 0 only)."""
+    """Console logging of hpm's own records (rank 0 only); other libraries' warnings go to the
+    run's log file, not the console."""
+    _route_third_party_to_run_log()
     LOG.setLevel(logging.INFO if is_main else logging.WARNING)
     LOG.propagate = False
     for h in list(LOG.handlers):
@@ -35,6 +77,7 @@ def log_to_file(path: Path) -> None:
     file = _LogFile(path)
     file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     LOG.addHandler(file)
+    _THIRD_PARTY.flush_to(file)
 
 
 class _LogFile(logging.FileHandler):

@@ -1,11 +1,12 @@
-"""Preemption: SIGTERM or SIGUSR1 stop a run after its current optimizer step.
+"""Stop signals: SIGTERM, SIGUSR1 or Ctrl-C stop a run after its current optimizer step.
 
 A cluster scheduler gives a preempted job tens of seconds (SLURM sends SIGTERM, or SIGUSR1
-ahead of time with ``--signal=USR1@120``). :class:`StopSignals` turns either signal into a flag
-that the training loop reads once per optimizer step; under torchrun the ranks agree on it
-(maximum over ranks), so every rank stops at the same step. The loop then writes a checkpoint
-and raises :class:`~hpm.errors.Preempted`, and the command exits with ``128 + signal``
-(143 for SIGTERM, 138 for SIGUSR1). Re-running the command resumes from that checkpoint.
+ahead of time with ``--signal=USR1@120``); a person presses Ctrl-C (SIGINT). :class:`StopSignals`
+turns each into a flag that the training loop reads once per optimizer step; under torchrun the
+ranks agree on it (maximum over ranks), so every rank stops at the same step. The loop then
+writes a checkpoint and raises :class:`~hpm.errors.Preempted`, and the command exits with
+``128 + signal`` (143 for SIGTERM, 138 for SIGUSR1, 130 for Ctrl-C). Re-running the command
+resumes from that checkpoint. A second Ctrl-C stops at once (``KeyboardInterrupt``).
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ from hpm.engine import distributed as D
 from hpm.engine.logger import LOG
 from hpm.errors import Preempted
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
     """``worker_init_fn`` for DataLoader workers: the main process handles the stop signals
-    (a worker killed by a signal sent to the whole process group would abort the run)."""
+    (a worker killed by a signal sent to the whole process group, as Ctrl-C is, would abort the run)."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
 
 
 class StopSignals:
-    """Context manager that records the first SIGTERM / SIGUSR1 instead of dying on it.
+    """Context manager that records the first SIGTERM / SIGUSR1 / SIGINT instead of dying on it;
+    a second SIGINT raises ``KeyboardInterrupt`` at once.
 
     Handlers are installed only in the main thread (elsewhere signals keep their handlers) and
     the previous ones are restored on exit.
@@ -53,9 +55,12 @@ class StopSignals:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         if not self.signum:
             self.signum = signum
-            LOG.warning("received %s: stopping after the current optimizer step", signal.Signals(signum).name)
+            again = " (Ctrl-C again stops at once, without a checkpoint)" if signum == signal.SIGINT else ""
+            LOG.warning("received %s: stopping after the current optimizer step%s", signal.Signals(signum).name, again)
 
     def agreed(self, device: torch.device) -> int:
         """The stop signal every rank acts on now (0: go on); a collective under torchrun."""
@@ -68,7 +73,7 @@ def preempted(what: str, signum: int, step: int, total_steps: int, where: object
     """Log the stop and return the :class:`~hpm.errors.Preempted` to raise (``what``: e.g. "fine-tune")."""
     message = (
         f"{what} stopped by signal {signum} after step {step} of {total_steps}; checkpoint {where}. "
-        "Re-run the same command to resume from it."
+        f"Re-run the same command to resume from step {step}."
     )
     LOG.warning(message)
     return Preempted(message, signum)

@@ -13,7 +13,8 @@ from PIL import Image, ImageOps
 from hpm.config import DataConfig
 from hpm.errors import ConfigError
 from hpm.eval.data import build_eval_data
-from hpm.eval.finetune import RECIPES, FinetuneConfig, _augment_ops, _train_transform, build_finetune_config, run_finetune
+from hpm.eval.finetune import RECIPES, FinetuneConfig, build_finetune_config, run_finetune
+from hpm.eval.finetune.augment import augment_ops, train_transform
 from hpm.models import build_model
 from tests.eval.conftest import tiny_config, write_image_folder
 
@@ -101,7 +102,7 @@ def test_randaugment_posterize_at_full_magnitude_gives_black_as_pillow_12_did(sq
     """timm asks Pillow for 0 bits at magnitude 10, which Pillow 13 refuses (the paper recipe's
     m9 + mstd 0.5 reaches it in ~2% of draws): the fine-tune transform must keep running."""
     cfg = build_finetune_config("small", overrides=["auto_augment=rand-m10-n1-mstd0-inc1"])
-    posterize = [op for op in _augment_ops(_train_transform(squares, cfg)) if op.name == "PosterizeIncreasing"]
+    posterize = [op for op in augment_ops(train_transform(squares, cfg)) if op.name == "PosterizeIncreasing"]
     assert len(posterize) == 1
     op = posterize[0]
     op.prob = 1.0  # always apply

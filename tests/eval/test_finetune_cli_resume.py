@@ -134,7 +134,7 @@ def test_cli_refuses_another_recipe_and_reports_a_finished_fine_tune(
     assert main(_folder_args(run, root, out, "--epochs", "2")) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'ft'} holds a finished fine-tune with another recipe or source" in err
-    assert "recipe.epochs: 1 (in" in err and "vs 2 (now)" in err and "another --out" in err
+    assert "recipe.epochs: 1 -> 2" in err and "another --out" in err
 
     other = save_random_run(tmp_path / "other", tiny_config(), seed=1)
     assert main(_folder_args(other, root, out, "--epochs", "1")) == 2

@@ -138,10 +138,10 @@ def test_another_recipe_or_source_is_refused(squares: EvalData, tmp_path: Path) 
         _finetune(squares, run_dir, epochs=5, blr=2e-2)
     message = str(info.value)
     assert f"{run_dir} holds a fine-tune interrupted at step 6" in message
-    assert "recipe.epochs: 3 (in" in message and "vs 5 (now)" in message and "recipe.blr: 0.01" in message
+    assert "recipe.epochs: 3 -> 5" in message and "recipe.blr: 0.01 -> 0.02" in message
     assert "another --out" in message and f"delete {run_dir}" in message
     other = {"encoder": {"checkpoint": "/runs/b/checkpoints/step_00000009", "step": 9}}
-    with pytest.raises(ConfigError, match=r"source\.encoder\.checkpoint: '/runs/a/.*' \(in .*\) vs '/runs/b/.*' \(now\)"):
+    with pytest.raises(ConfigError, match=r"source\.encoder\.checkpoint: '/runs/a/.*' -> '/runs/b/.*'"):
         _finetune(squares, run_dir, source=other)
     assert latest_checkpoint(run_dir).name == f"step_{6:08d}"  # nothing was touched
 

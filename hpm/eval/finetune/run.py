@@ -1,0 +1,184 @@
+"""``run_finetune``: set a fine-tune up, resume it, and hand it to the run engine."""
+
+from __future__ import annotations
+
+import json
+import random
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from torch import nn
+from torch.utils.data import DataLoader
+
+from hpm.data import collate_skip_none
+from hpm.data.distributed_sampler import ResumableDistributedSampler
+from hpm.engine import distributed as D
+from hpm.engine.clock import TrainClock
+from hpm.engine.ddp import wrap_ddp
+from hpm.engine.lock import RunDirLock
+from hpm.engine.logger import LOG, log_run_failure, log_to_file, stop_logging_to
+from hpm.engine.loop import run_epochs
+from hpm.engine.optim import build_lr_schedule
+from hpm.engine.outdir import check_output_dir
+from hpm.engine.precision import Resolved
+from hpm.engine.shutdown import close_loader, reap_daemons_at_exit
+from hpm.errors import ConfigError
+from hpm.eval.data import EvalData
+from hpm.eval.finetune.augment import PilDataset, seed_worker, train_transform
+from hpm.eval.finetune.classifier import build_classifier, classifier_spec
+from hpm.eval.finetune.resume import resume
+from hpm.eval.finetune.task import Finetuning
+from hpm.eval.recipes import FinetuneConfig, fit_schedule
+from hpm.models.mae import MaskedAutoencoder
+
+
+def run_finetune(
+    encoder: MaskedAutoencoder,
+    data: EvalData,
+    cfg: FinetuneConfig,
+    device: torch.device,
+    precision: Resolved,
+    dist: D.DistInfo | None = None,
+    progress: bool = True,
+    run_dir: str | Path | None = None,
+    source: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], nn.Module]:
+    """Fine-tune ``encoder`` on ``data.train`` and report top-1 on ``data.test``; resumable.
+
+    Args:
+        encoder: The pre-trained (or randomly initialised) masked autoencoder; not modified.
+        data: Train and test splits (their subsets already taken).
+        cfg: The recipe (with ``images_seen``, its schedule is stretched to ``data.train``:
+            :func:`~hpm.eval.recipes.fit_schedule`).
+        device: Where to train.
+        precision: Autocast precision (fp16 uses a gradient scaler).
+        dist: This process's place in a torchrun job (default: a single process).
+        progress: Show a progress bar (rank 0).
+        run_dir: The fine-tune directory (locked while the fine-tune runs): checkpoints go to
+            ``run_dir/checkpoints/`` (rank 0 writes, every rank reads) and a fine-tune found there
+            is resumed, or, if finished, returned without training. None: no checkpoints, no
+            resumption, stop signals keep their default action.
+        source: What is fine-tuned (the encoder, the data), JSON types; a resumed fine-tune
+            must have the same (with the same recipe, process count and precision).
+
+    Returns:
+        ``(result, model)``: ``result`` holds ``top1``, ``history`` (per evaluated epoch),
+        ``final_loss``, ``lr``, ``effective_batch``, ``steps``, ``train_s`` (over all
+        invocations); ``model`` is the fine-tuned timm classifier (unwrapped).
+
+    Raises:
+        NonFiniteLossError: The loss became NaN or infinite.
+        ConfigError: Too few training images for one step, or ``run_dir`` holds a fine-tune
+            of another recipe or source.
+        RunDirInUse: Another process fine-tunes in ``run_dir``.
+        Preempted: A stop signal arrived (with ``run_dir``); a checkpoint of the last finished
+            optimizer step was written.
+    """
+    dist = dist or D.DistInfo()
+    cfg = fit_schedule(cfg, len(data.train))  # a recipe with images_seen: its epochs for these images
+    reap_daemons_at_exit()
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None:
+        check_output_dir(run_dir, "--out")
+    run: Finetuning | None = None
+    try:
+        with RunDirLock(run_dir, dist.is_main) if run_dir is not None else nullcontext():
+            run = _resume_or_start(encoder, data, cfg, device, precision, dist, run_dir, source or {})
+            if run.result is None:
+                run_epochs(run, progress)
+        assert run.result is not None  # the last epoch sets it
+        return run.result, run.model
+    except BaseException as exc:
+        log_run_failure(exc)
+        raise
+    finally:
+        if run is not None:
+            close_loader(run.loader)
+        if run_dir is not None:
+            stop_logging_to(run_dir / "train.log")  # the next fine-tune of a study logs to its own
+
+
+def _resume_or_start(
+    encoder: MaskedAutoencoder, data: EvalData, cfg: FinetuneConfig, device: torch.device, precision: Resolved,
+    dist: D.DistInfo, run_dir: Path | None, source: dict[str, Any],
+) -> Finetuning:
+    """Set up, resume from ``run_dir`` if it holds this fine-tune, start the log and the clock."""
+    if run_dir is not None and dist.is_main and (run_dir / "train.log").is_file():
+        log_to_file(run_dir / "train.log")  # a resume: its warnings, and a refusal, reach the log
+    run = setup(encoder, data, cfg, device, precision, dist, run_dir, source)
+    resume(run)
+    if run.result is None:
+        if run_dir is not None and dist.is_main:
+            log_to_file(run_dir / "train.log")
+        _log_header(run)
+        run.clock = TrainClock(run.clock.before)  # training time starts now (plus that of earlier invocations)
+    return run
+
+
+def setup(
+    encoder: MaskedAutoencoder, data: EvalData, cfg: FinetuneConfig, device: torch.device, precision: Resolved,
+    dist: D.DistInfo, run_dir: Path | None, source: dict[str, Any],
+) -> Finetuning:
+    """Seed, then build the classifier, data, optimizer, schedule, mixup and loss (in this order:
+    the RNG draws of an uninterrupted fine-tune must not move)."""
+    torch.manual_seed(cfg.seed + dist.rank)
+    random.seed(cfg.seed + dist.rank)
+    np.random.seed(cfg.seed + dist.rank)
+    model = build_classifier(encoder, data.num_classes, cfg, device)
+    train_set = PilDataset(data.train.base, train_transform(data, cfg), data.img_size if data.fit == "pad" else None)
+    sampler = ResumableDistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed,
+                                          drop_last=True)
+    loader = DataLoader(
+        train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, num_workers=cfg.num_workers,
+        collate_fn=collate_skip_none, worker_init_fn=seed_worker, persistent_workers=cfg.num_workers > 0,
+    )
+    steps_per_epoch = len(loader) // cfg.accum_steps
+    if steps_per_epoch < 1:
+        raise ConfigError(
+            f"{len(data.train)} training images give no optimizer step of {cfg.batch_size} x {cfg.accum_steps} "
+            f"x {dist.world_size} images; lower batch_size or accum_steps, or use more images (train_subset)"
+        )
+    eff_batch = cfg.batch_size * cfg.accum_steps * dist.world_size
+    lr = cfg.blr * eff_batch / 256
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay)
+    schedule = build_lr_schedule(optimizer, steps_per_epoch * cfg.epochs, round(cfg.warmup_epochs * steps_per_epoch),
+                                 cfg.min_lr)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    mixup, loss_fn = _mixup_and_loss(cfg, data.num_classes)
+    setup_json = json.loads(json.dumps({"source": source, "world_size": dist.world_size, "precision": precision},
+                                       default=str))
+    return Finetuning(
+        cfg, data, device, precision, dist, model, wrap_ddp(model, device, dist), sampler, loader,
+        data.test.with_transform(data.transform()), optimizer, schedule, scaler, mixup, loss_fn, steps_per_epoch,
+        lr, eff_batch, run_dir, setup_json, classifier_spec(encoder, data),
+    )
+
+
+def _mixup_and_loss(cfg: FinetuneConfig, num_classes: int) -> tuple[Mixup | None, nn.Module]:
+    """timm's mixup / cutmix (or None) and the loss that fits it."""
+    if cfg.uses_mixup:
+        mixup = Mixup(
+            mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob, switch_prob=cfg.mixup_switch_prob,
+            mode="batch", label_smoothing=cfg.smoothing, num_classes=num_classes,
+        )
+        return mixup, SoftTargetCrossEntropy()
+    if cfg.smoothing > 0:
+        return None, LabelSmoothingCrossEntropy(cfg.smoothing)
+    return None, nn.CrossEntropyLoss()
+
+
+def _log_header(run: Finetuning) -> None:
+    cfg, data = run.cfg, run.data
+    LOG.info(
+        "fine-tune: %d train / %d test images, %d classes | effective batch %d = %d x %d accum x %d | lr %.3g "
+        "(blr %.3g), layer decay %.2f, drop path %.2f | %d steps/epoch, %d epochs | %s, %s",
+        len(data.train), len(data.test), data.num_classes, run.eff_batch, cfg.batch_size, cfg.accum_steps,
+        run.dist.world_size, run.lr, cfg.blr, cfg.layer_decay, cfg.drop_path, run.steps_per_epoch, cfg.epochs,
+        run.device, run.precision,
+    )

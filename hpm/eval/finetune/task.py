@@ -1,0 +1,209 @@
+"""Fine-tuning as a task of the run engine: mixup, forward, backward, clip and step per batch.
+
+:class:`Finetuning` holds what :func:`~hpm.eval.finetune.run.setup` built and gives
+:mod:`hpm.engine.loop` the pieces of the :class:`~hpm.engine.loop.Task` protocol.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.data import Mixup
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from hpm.data.distributed_sampler import ResumableDistributedSampler
+from hpm.engine import distributed as D
+from hpm.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from hpm.engine.clock import TrainClock
+from hpm.engine.logger import LOG
+from hpm.engine.loop import non_finite_loss, write_checkpoint
+from hpm.engine.precision import Resolved, autocast
+from hpm.eval.data import EvalData
+from hpm.eval.finetune.classifier import evaluate_classifier
+from hpm.eval.recipes import FinetuneConfig
+
+KEEP_CKPTS = 2  # checkpoints kept in a fine-tune directory (the newest)
+
+
+@dataclass
+class Finetuning:
+    """The fine-tuning task: what the loop needs and where it stands."""
+
+    cfg: FinetuneConfig
+    data: EvalData
+    device: torch.device
+    precision: Resolved
+    dist: D.DistInfo
+    model: nn.Module  # the timm classifier (unwrapped)
+    ddp: DistributedDataParallel | None
+    sampler: ResumableDistributedSampler
+    loader: DataLoader
+    test_set: Dataset
+    optimizer: torch.optim.Optimizer
+    schedule: Any  # timm CosineLRScheduler, stepped per optimizer step
+    scaler: torch.amp.GradScaler | None
+    mixup: Mixup | None
+    loss_fn: nn.Module
+    steps_per_epoch: int
+    lr: float
+    eff_batch: int
+    run_dir: Path | None  # the fine-tune directory (None: no checkpoints)
+    setup: dict[str, Any]  # what is fine-tuned, and how (compared on resume; JSON types)
+    classifier: dict[str, Any]  # classifier_spec: how timm rebuilds the classifier
+    step: int = 0  # optimizer steps done
+    loss_sum: float = 0.0  # this rank's training loss since the last evaluation
+    loss_n: int = 0  # micro-batches in loss_sum
+    history: list[dict[str, float]] = field(default_factory=list)
+    clock: TrainClock = field(default_factory=TrainClock)
+    last_ckpt: Path | None = None  # rank 0 only
+    last_ckpt_step: int | None = None  # every rank
+    result: dict[str, Any] | None = None  # set when the last epoch is done
+    resume_rng: dict[str, Any] | None = None  # this rank's RNG states to restore as the first epoch starts
+    what: str = "fine-tune"
+
+    @property
+    def epochs(self) -> int:
+        return self.cfg.epochs
+
+    @property
+    def ckpt_every_steps(self) -> int:
+        return self.cfg.ckpt_every_steps or 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
+    def start_epoch(self, epoch: int, first: int) -> Iterator[Any]:
+        """The epoch's batch iterator; a resumed fine-tune restores its RNG states here.
+
+        Making a DataLoader iterator draws a seed from torch's RNG: an uninterrupted fine-tune
+        does it at every epoch start without workers, and only at the first epoch with persistent
+        workers. The checkpoint's RNG states are therefore restored before the iterator when the
+        uninterrupted run made one after the checkpoint (an epoch boundary, no workers), and after
+        it otherwise, so the draws of the remaining steps follow the same sequence.
+        """
+        cfg = self.cfg
+        self.sampler.set_epoch(epoch)
+        self.sampler.set_start(first * cfg.accum_steps * cfg.batch_size)
+        resume_rng, self.resume_rng = self.resume_rng, None
+        before = resume_rng is not None and first == 0 and cfg.num_workers == 0
+        if before:
+            set_rng_state(resume_rng)  # type: ignore[arg-type]
+        batches = iter(self.loader)
+        if resume_rng is not None and not before:
+            set_rng_state(resume_rng)
+        return batches
+
+    def train_step(self, batches: Iterator[Any], epoch: int, bar: tqdm) -> None:
+        """One optimizer step: ``accum_steps`` micro-batches (mixup, forward, backward), then
+        clip, step and zero the gradients."""
+        cfg = self.cfg
+        self.schedule.step_update(self.step)
+        for micro in range(cfg.accum_steps):
+            self._micro_step(next(batches), sync=self.ddp is None or micro == cfg.accum_steps - 1)
+        if not math.isfinite(self.loss_sum):
+            raise non_finite_loss("fine-tuning loss", self.step, epoch, self.last_ckpt)
+        scaler = self.scaler
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
+        if cfg.clip_grad is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        bar.set_postfix(loss=f"{self.loss_sum / max(self.loss_n, 1):.4f}",
+                        lr=f"{self.optimizer.param_groups[-1]['lr']:.2e}")
+
+    def _micro_step(self, batch: Any, sync: bool) -> None:
+        """Forward and backward of one micro-batch (gradients synchronised when ``sync``)."""
+        images, labels, _ = batch  # [B, C, H, W] float, [B] int64
+        if images.shape[0] < 2:
+            return  # every image of the batch was unreadable
+        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        if self.mixup is not None:
+            if images.shape[0] % 2:  # a skipped unreadable image left an odd batch
+                images, labels = images[:-1], labels[:-1]
+            images, targets = self.mixup(images, labels)  # targets: [B, num_classes] soft
+        else:
+            targets = labels
+        accum = self.cfg.accum_steps
+        with (nullcontext() if sync else self.ddp.no_sync()), autocast(self.device, self.precision):  # type: ignore[union-attr]
+            loss = self.loss_fn((self.ddp or self.model)(images), targets) / accum  # logits [B, num_classes]
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+        self.loss_sum += float(loss.detach()) * accum
+        self.loss_n += 1
+
+    def end_of_epoch(self, epoch: int) -> None:
+        """Evaluate every ``eval_every`` epochs and after the last one, then checkpoint (the last
+        epoch's checkpoint holds the result)."""
+        cfg = self.cfg
+        last = epoch + 1 == cfg.epochs
+        if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
+            top1, seen = evaluate_classifier(self.model, self.test_set, cfg.eval_batch_size, self.device, self.precision)
+            mean_loss = torch.tensor([self.loss_sum / max(self.loss_n, 1)], device=self.device)  # [1]
+            train_loss = float(D.all_reduce_mean(mean_loss)[0])
+            self.history.append({"epoch": epoch + 1, "train_loss": train_loss, "top1": top1})
+            LOG.info("fine-tune epoch %d/%d: train loss %.4f, test top-1 %.2f%% (%d images)",
+                     epoch + 1, cfg.epochs, train_loss, top1, seen)
+            self.loss_sum, self.loss_n = 0.0, 0
+        if last:
+            self.result = self.summary()
+        if self.run_dir is not None:
+            write_checkpoint(self)
+
+    def check_finite(self) -> None:
+        """Nothing to do: :meth:`train_step` checks the loss of every step."""
+
+    def summary(self) -> dict[str, Any]:
+        """The fine-tune's result (after its last epoch)."""
+        return {
+            "top1": self.history[-1]["top1"],
+            "final_loss": self.history[-1]["train_loss"],
+            "history": self.history,
+            "lr": self.lr,
+            "effective_batch": self.eff_batch,
+            "steps": self.step,
+            "num_train": len(self.data.train),
+            "num_test": len(self.data.test),
+            "train_s": round(self.clock.seconds(), 3),
+            "recipe": self.cfg.model_dump(mode="json"),
+            "world_size": self.dist.world_size,
+            "precision": self.precision,
+        }
+
+    def rank_state(self) -> dict[str, Any]:
+        """This rank's RNG states and running loss sums."""
+        return {"rng": rng_state(), "loss_sum": self.loss_sum, "loss_n": self.loss_n}
+
+    def save(self, ranks: list[Any]) -> Path:
+        """Rank 0: the classifier, optimizer, grad scaler, history, every rank's state and the recipe."""
+        assert self.run_dir is not None
+        state = {
+            "kind": "finetune",
+            "recipe": self.cfg.model_dump(mode="json"),
+            "setup": self.setup,
+            "classifier": self.classifier,
+            "epoch": self.step // self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "history": self.history,
+            "ranks": ranks,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "train_time_s": self.clock.seconds(),
+        }
+        if self.result is not None:
+            state["result"] = self.result
+        return save_checkpoint(self.run_dir, self.step, self.model, None, state, KEEP_CKPTS)
