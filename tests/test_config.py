@@ -12,7 +12,7 @@ from hpm.config import (
     Config,
     build_config,
     config_to_dict,
-    diff_configs,
+    deep_merge,
     load_yaml_file,
     parse_overrides,
     save_config,
@@ -235,11 +235,11 @@ def test_save_and_reload(tmp_path: Path) -> None:
     assert config_to_dict(again) == config_to_dict(cfg)
 
 
-def test_diff_configs() -> None:
-    a = config_to_dict(build_config())
-    b = config_to_dict(build_config(overrides={"train": {"epochs": 7}, "mask": {"ratio": 0.6}}))
-    assert diff_configs(a, b) == ["mask.ratio: 0.75 -> 0.6", "train.epochs: 5 -> 7"]
-    assert diff_configs(a, a) == []
+def test_deep_merge_merges_mappings_key_by_key() -> None:
+    base = {"train": {"epochs": 5, "blr": 1e-4}, "output_dir": "a"}
+    merged = deep_merge(base, {"train": {"epochs": 7}, "output_dir": {"x": 1}})
+    assert merged == {"train": {"epochs": 7, "blr": 1e-4}, "output_dir": {"x": 1}}
+    assert base == {"train": {"epochs": 5, "blr": 1e-4}, "output_dir": "a"}  # not modified
 
 
 def test_folder_data_dir_sets_dataset() -> None:

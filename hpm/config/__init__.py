@@ -8,7 +8,7 @@ work starts; an unknown key or a bad value raises :class:`ConfigError` naming wh
 from hpm.config.build import _deep_merge, build_config, config_from_dict, deep_merge, parse_overrides
 from hpm.config.loading import load_yaml_file, load_yaml_mapping
 from hpm.config.presets import PRESETS, TIMM_NAMES
-from hpm.config.saving import config_to_dict, diff_configs, save_config
+from hpm.config.saving import config_to_dict, save_config
 from hpm.config.sections import (
     FASHION_MNIST_ROOT,
     Config,
@@ -44,7 +44,6 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "deep_merge",
-    "diff_configs",
     "load_yaml_file",
     "load_yaml_mapping",
     "parse_overrides",
