@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 from torch.utils.data import Dataset, Subset
@@ -28,7 +27,6 @@ from hpm.errors import DataError
 
 IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
-_FASHION_MNIST_SPLITS: dict[str, Literal["train", "test"]] = {"train": "train", "test": "test", "val": "test"}
 
 
 @dataclass
@@ -74,33 +72,28 @@ def _stats(
     return values
 
 
-def _fashion_mnist(cfg: DataConfig, split: str) -> tuple[ArrayImageDataset, tuple[str, ...]]:
-    if split not in _FASHION_MNIST_SPLITS:
-        raise DataError(f"unknown split {split!r} for Fashion-MNIST; use train, val or test")
+def _fashion_mnist(cfg: DataConfig) -> tuple[ArrayImageDataset, tuple[str, ...]]:
     if cfg.channels == 3:
         raise DataError("Fashion-MNIST is greyscale: data.channels must be 1 or null for it")
-    images, labels = load_fashion_mnist(cfg.root, _FASHION_MNIST_SPLITS[split])
+    images, labels = load_fashion_mnist(cfg.root, "train")
     return ArrayImageDataset(images, labels, len(FASHION_MNIST_CLASSES)), FASHION_MNIST_CLASSES
 
 
-def _folder(cfg: DataConfig, split: str) -> tuple[ImageFolderDataset | ShardDataset, tuple[str, ...]]:
+def _folder(cfg: DataConfig) -> tuple[ImageFolderDataset | ShardDataset, tuple[str, ...]]:
     if cfg.data_dir is None:
         raise DataError("data.dataset=folder needs data.data_dir=DIR (DIR/<split>/<class>/...)")
-    dataset = open_image_dataset(cfg.data_dir, split, channels=cfg.channels or 3)
+    dataset = open_image_dataset(cfg.data_dir, "train", channels=cfg.channels or 3)
     check_readable(dataset)
     return dataset, tuple(dataset.classes)
 
 
-def build_pretrain_data(
-    cfg: DataConfig, img_size: int, seed: int, split: str = "train"
-) -> PretrainData:
-    """Load the configured images, take the optional subset and attach the augmentation.
+def build_pretrain_data(cfg: DataConfig, img_size: int, seed: int) -> PretrainData:
+    """Load the configured training images, take the optional subset and attach the augmentation.
 
     Args:
         cfg: The ``data`` section of the run config.
         img_size: Side of the square crops fed to the model.
         seed: Run seed (chooses the subset unless ``cfg.subset_seed`` is set).
-        split: ``"train"``, ``"val"`` or ``"test"`` (Fashion-MNIST maps val to test).
 
     Returns:
         The augmented data set and its description.
@@ -109,10 +102,10 @@ def build_pretrain_data(
         DataError: The data is missing or unreadable, or the config does not fit it.
     """
     if cfg.dataset == "fashion_mnist":
-        full, classes = _fashion_mnist(cfg, split)
+        full, classes = _fashion_mnist(cfg)
         default_mean, default_std = FASHION_MNIST_MEAN, FASHION_MNIST_STD
     else:
-        full, classes = _folder(cfg, split)
+        full, classes = _folder(cfg)
         default_mean, default_std = (
             (IMAGENET_MEAN, IMAGENET_STD) if full.channels == 3 else ((0.5,), (0.5,))
         )

@@ -43,9 +43,9 @@ def test_fashion_mnist_subset() -> None:
 
 
 @needs_fashion_mnist
-def test_fashion_mnist_val_maps_to_test_split() -> None:
-    data = build_pretrain_data(DataConfig(mean=[0.5], std=[0.2]), 28, seed=0, split="val")
-    assert data.num_images == 10000 and data.mean == (0.5,) and data.std == (0.2,)
+def test_fashion_mnist_takes_the_given_statistics() -> None:
+    data = build_pretrain_data(DataConfig(mean=[0.5], std=[0.2]), 28, seed=0)
+    assert data.num_images == 60000 and data.mean == (0.5,) and data.std == (0.2,)
 
 
 def test_fashion_mnist_missing_root(tmp_path: Path) -> None:
