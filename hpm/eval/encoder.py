@@ -166,7 +166,6 @@ def _load_checkpoint_model(
 def load_model_from_checkpoint(
     path: str | Path,
     weights: Weights = "student",
-    img_size: int | None = None,
 ) -> tuple[MaskedAutoencoder, Config]:
     """Build the model a checkpoint describes and load its encoder weights.
 
@@ -174,8 +173,6 @@ def load_model_from_checkpoint(
         path: A run directory (its newest checkpoint) or a checkpoint folder.
         weights: ``"student"`` (``model.safetensors``, MAE's convention) or ``"teacher"``
             (HPM's EMA teacher, ``teacher.safetensors``).
-        img_size: Evaluate at another resolution (a multiple of the patch size); the fixed
-            sin-cos position embedding is rebuilt for the new grid.
 
     Returns:
         ``(model, cfg)``: the model in eval mode with gradients off, and its config. Only the
@@ -184,10 +181,9 @@ def load_model_from_checkpoint(
     Raises:
         CheckpointError: Missing path or files, unreadable state, or weights of another
             architecture than the stored config.
-        ConfigError: ``img_size`` is not a multiple of the patch size.
     """
     ckpt, cfg, _ = _open_checkpoint(path)
-    return _load_checkpoint_model(ckpt, cfg, weights, img_size)
+    return _load_checkpoint_model(ckpt, cfg, weights, None)
 
 
 def load_encoder(
@@ -207,7 +203,8 @@ def load_encoder(
         weights: Which weights of the checkpoint: ``"student"`` or ``"teacher"``.
         cfg: Architecture and data when there is no checkpoint (``model.in_chans`` may be
             None: it follows the data, 1 for Fashion-MNIST, ``data.channels`` or 3 for folders).
-        img_size: Evaluate at another (patch-size multiple) resolution.
+        img_size: Evaluate at another resolution (a multiple of the patch size); the fixed
+            sin-cos position embedding is rebuilt for the new grid.
         seed: Seed of the random initialisation.
 
     Raises:

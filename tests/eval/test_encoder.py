@@ -97,7 +97,8 @@ def test_images_of_the_wrong_size_are_refused() -> None:
 
 
 def test_other_image_size_rebuilds_the_position_embedding(random_run: Path) -> None:
-    model, cfg = load_model_from_checkpoint(random_run, img_size=48)
+    enc = load_encoder(random_run, img_size=48)
+    model, cfg = enc.model, enc.cfg
     assert cfg.model.img_size == 48 and model.pos_embed.shape == (1, 1 + 12 * 12, 32)
     with torch.no_grad():
         assert model.forward_encoder(torch.randn(1, 1, 48, 48)).shape == (1, 145, 32)
@@ -105,7 +106,7 @@ def test_other_image_size_rebuilds_the_position_embedding(random_run: Path) -> N
 
 def test_incompatible_image_size_says_which_sizes_work(random_run: Path) -> None:
     with pytest.raises(ConfigError, match="image size 30 is incompatible with the encoder's patch size 4.*28 or 32"):
-        load_model_from_checkpoint(random_run, img_size=30)
+        load_encoder(random_run, img_size=30)
 
 
 # --------------------------------------------------------------------------- errors
