@@ -18,7 +18,7 @@ from torch import Tensor
 from hpm.config import Config
 from hpm.engine.precision import Resolved, resolve_precision
 from hpm.errors import ConfigError, DataError
-from hpm.eval.data import EvalData, build_eval_data
+from hpm.eval.data import EvalData
 from hpm.eval.encoder import Pool, split_features, unwrap_model
 
 DEFAULT_KS: tuple[int, ...] = (10, 20, 100, 200)
@@ -148,14 +148,10 @@ def run_knn(
 def knn_eval(
     model: torch.nn.Module,
     cfg: Config,
-    subset_train: int | None = 10000,
-    subset_test: int | None = 2000,
-    ks: Sequence[int] = DEFAULT_KS,
+    data: EvalData,
     pool: Pool = "cls",
     batch_size: int = 256,
     device: torch.device | str | None = None,
-    precision: Resolved | None = None,
-    data: EvalData | None = None,
 ) -> dict[str, Any]:
     """k-NN accuracy of an in-memory model, e.g. from the pre-training loop.
 
@@ -164,33 +160,25 @@ def knn_eval(
 
     Args:
         model: The (possibly DDP-wrapped or compiled) :class:`MaskedAutoencoder`.
-        cfg: The run's resolved config (data set, normalisation, ``train.seed`` for subsets).
-        subset_train: Class-balanced memory-bank size (None: the whole train split).
-        subset_test: Class-balanced test subset size (None: the whole test split).
-        ks: Neighbourhood sizes.
+        cfg: The run's resolved config (``train.precision`` sets the precision of the pass).
+        data: The evaluation data, built once and reused across calls.
         pool: ``"cls"`` or ``"avg"``.
         batch_size: Images per forward pass.
         device: Default: the device of the model's parameters.
-        precision: Default: ``cfg.train.precision`` resolved for ``device``.
-        data: Pre-built evaluation data to reuse across calls (default: built from ``cfg``).
 
     Returns:
-        As :func:`run_knn`: ``top1`` maps each ``k`` (as a string) to an accuracy in %.
+        As :func:`run_knn` at every k of :data:`DEFAULT_KS`: ``top1`` maps each ``k`` (as a
+        string) to an accuracy in %.
     """
     inner = unwrap_model(model)
     if device is None:
         device = next(inner.parameters()).device
     device = torch.device(device)
-    if precision is None:
-        precision = resolve_precision(cfg.train.precision, device)
-    if data is None:
-        data = build_eval_data(
-            cfg.data, inner.cfg.img_size, inner.in_chans, subset_train, subset_test, cfg.train.seed
-        )
+    precision = resolve_precision(cfg.train.precision, device)
     if data.channels != inner.in_chans or data.img_size != inner.cfg.img_size:
         raise DataError(
             f"the evaluation data gives {data.channels}-channel {data.img_size} px images but the model takes "
             f"{inner.in_chans} channel(s) at {inner.cfg.img_size} px"
         )
-    return run_knn(inner, data, ks, pool, batch_size=batch_size, device=device, precision=precision)
+    return run_knn(inner, data, DEFAULT_KS, pool, batch_size=batch_size, device=device, precision=precision)
 

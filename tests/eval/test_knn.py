@@ -91,9 +91,10 @@ def test_knn_eval_on_an_in_memory_model_restores_its_mode() -> None:
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     data = build_eval_data(cfg.data, cfg.model.img_size, 1, 300, 100, seed=0)
-    out = knn_eval(model, cfg, ks=(10, 20), precision="fp32", data=data)
+    cfg.train.precision = "fp32"
+    out = knn_eval(model, cfg, data)
     assert model.training
-    assert set(out["top1"]) == {"10", "20"} and out["num_train"] == 300 and out["num_test"] == 100
+    assert set(out["top1"]) == {"10", "20", "100", "200"} and out["num_train"] == 300 and out["num_test"] == 100
     # even a random encoder is far above chance on Fashion-MNIST (pixels carry the class)
     assert all(acc > 30.0 for acc in out["top1"].values())
 
