@@ -130,13 +130,14 @@ def normalisation(cfg: DataConfig, channels: int) -> tuple[tuple[float, ...], tu
     return out[0], out[1]
 
 
-def _take(full: Dataset, labels: np.ndarray, n: int | None, seed: int, name: str) -> EvalSplit:
+def _take(split: EvalSplit, n: int | None, seed: int) -> EvalSplit:
+    """A seeded, class-balanced subset of ``n`` images of ``split`` (None, or ``n`` at least its size: all)."""
     if n is not None and n < 1:
-        raise DataError(f"a subset needs at least one image, got {n} for the {name} split")
-    if n is None or n >= len(labels):
-        return EvalSplit(full, labels, name)
-    indices = balanced_subset(labels, n, seed)
-    return EvalSplit(Subset(full, indices.tolist()), labels[indices], name)
+        raise DataError(f"a subset needs at least one image, got {n} for the {split.name} split")
+    if n is None or n >= len(split.labels):
+        return split
+    indices = balanced_subset(split.labels, n, seed)
+    return EvalSplit(Subset(split.base, indices.tolist()), split.labels[indices], split.name)
 
 
 def _hold_out(train: EvalSplit, n: int, seed: int) -> tuple[EvalSplit, EvalSplit]:
@@ -156,12 +157,13 @@ def _hold_out(train: EvalSplit, n: int, seed: int) -> tuple[EvalSplit, EvalSplit
 
 
 def _take_labelled(
-    full: Dataset, labels: np.ndarray, asked: LabelCount, seed: int, val_holdout: int, name: str
+    split: EvalSplit, asked: LabelCount, seed: int, val_holdout: int
 ) -> tuple[EvalSplit, EvalSplit | None, dict[str, object]]:
     """The labelled images of the whole train split (and, with ``val_holdout``, a disjoint holdout)."""
+    full, labels = split.base, split.labels
     n = asked.resolve(len(labels))
     chosen = labelled_subset(labels, n, seed)
-    train = EvalSplit(Subset(full, chosen.tolist()), labels[chosen], name)
+    train = EvalSplit(Subset(full, chosen.tolist()), labels[chosen], split.name)
     held = None
     if val_holdout > 0:
         idx = label_holdout(labels, n, val_holdout, seed)
@@ -176,6 +178,72 @@ def _check_labels(split: EvalSplit, where: str) -> None:
             f"{where} holds a single class; evaluation needs labelled images of at least two "
             "classes, one sub-folder per class (ROOT/train/<class>/..., ROOT/val/<class>/...)"
         )
+
+
+def _asked_labels(labels: LabelCount | int | str | None, train_subset: int | None) -> LabelCount | None:
+    """The few-label count, refused together with a train subset (they exclude each other)."""
+    asked = None if labels is None else parse_labels(labels)
+    if asked is not None and train_subset is not None:
+        raise ConfigError(
+            f"labels={asked} chooses the labelled images from the whole train split; "
+            f"it excludes a train subset (got train_subset={train_subset})"
+        )
+    return asked
+
+
+def _load_fashion_mnist(cfg: DataConfig, channels: int) -> tuple[EvalSplit, EvalSplit, tuple[str, ...]]:
+    """Fashion-MNIST's whole train and test splits, and its class names."""
+    if channels != 1:
+        raise DataError(
+            f"Fashion-MNIST is greyscale but the encoder takes {channels} channels; "
+            "evaluate it on its own data with data.data_dir=DIR (--data-dir)"
+        )
+    splits = []
+    for split in ("train", "test"):
+        images, labels = load_fashion_mnist(cfg.root, split)  # uint8 [N, 28, 28], int64 [N]
+        full = ArrayImageDataset(images, labels, len(FASHION_MNIST_CLASSES))
+        splits.append(EvalSplit(full, labels, split))
+    return splits[0], splits[1], FASHION_MNIST_CLASSES
+
+
+def _load_folder(cfg: DataConfig, channels: int) -> tuple[EvalSplit, EvalSplit, tuple[str, ...]]:
+    """An image folder's (or pack's) whole ``train`` and ``val`` splits, and their class names."""
+    if cfg.data_dir is None:
+        raise DataError("folder data needs data.data_dir=DIR (--data-dir) with DIR/train/ and DIR/val/")
+    folders = []
+    for split in ("train", "val"):
+        try:
+            folder = open_image_dataset(cfg.data_dir, split, channels=channels)
+        except DataError as exc:
+            raise DataError(
+                f"evaluation needs labelled images in {cfg.data_dir}/train/<class>/ and "
+                f"{cfg.data_dir}/val/<class>/: {exc}"
+            ) from None
+        check_readable(folder)
+        folders.append(folder)
+    train, val = folders
+    if train.classes != val.classes:
+        only_train = sorted(set(train.classes) - set(val.classes))
+        only_val = sorted(set(val.classes) - set(train.classes))
+        raise DataError(
+            f"the class folders of {cfg.data_dir}/train and {cfg.data_dir}/val differ "
+            f"(only in train: {only_train[:5]}, only in val: {only_val[:5]}); "
+            "both splits need the same class sub-folders"
+        )
+    return EvalSplit(train, train.labels, "train"), EvalSplit(val, val.labels, "val"), tuple(train.classes)
+
+
+def _choose_train(
+    full: EvalSplit, asked: LabelCount | None, train_subset: int | None, seed: int, val_holdout: int
+) -> tuple[EvalSplit, EvalSplit | None, dict[str, object] | None]:
+    """(train split, held-out split or None, the few-label selection or None) of the whole train split."""
+    if asked is not None:
+        return _take_labelled(full, asked, seed, val_holdout)
+    train = _take(full, train_subset, seed)
+    held = None
+    if val_holdout > 0:
+        train, held = _hold_out(train, val_holdout, seed)
+    return train, held, None
 
 
 def build_eval_data(
@@ -213,62 +281,12 @@ def build_eval_data(
             class), a missing ``val/`` split, a holdout that leaves no training image, or more
             labels than images or fewer than classes.
     """
-    asked = None if labels is None else parse_labels(labels)
-    if asked is not None and train_subset is not None:
-        raise ConfigError(
-            f"labels={asked} chooses the labelled images from the whole train split; "
-            f"it excludes a train subset (got train_subset={train_subset})"
-        )
-    if cfg.dataset == "fashion_mnist":
-        if channels != 1:
-            raise DataError(
-                f"Fashion-MNIST is greyscale but the encoder takes {channels} channels; "
-                "evaluate it on its own data with data.data_dir=DIR (--data-dir)"
-            )
-        splits = []
-        for split in ("train", "test"):
-            images, labels = load_fashion_mnist(cfg.root, split)  # uint8 [N, 28, 28], int64 [N]
-            full = ArrayImageDataset(images, labels, len(FASHION_MNIST_CLASSES))
-            splits.append((full, labels, split))
-        classes = FASHION_MNIST_CLASSES
-        num_classes = len(classes)
-    else:
-        if cfg.data_dir is None:
-            raise DataError("folder data needs data.data_dir=DIR (--data-dir) with DIR/train/ and DIR/val/")
-        splits = []
-        folders = []
-        for split in ("train", "val"):
-            try:
-                folder = open_image_dataset(cfg.data_dir, split, channels=channels)
-            except DataError as exc:
-                raise DataError(
-                    f"evaluation needs labelled images in {cfg.data_dir}/train/<class>/ and "
-                    f"{cfg.data_dir}/val/<class>/: {exc}"
-                ) from None
-            check_readable(folder)
-            folders.append(folder)
-            splits.append((folder, folder.labels, split))
-        if folders[0].classes != folders[1].classes:
-            only_train = sorted(set(folders[0].classes) - set(folders[1].classes))
-            only_val = sorted(set(folders[1].classes) - set(folders[0].classes))
-            raise DataError(
-                f"the class folders of {cfg.data_dir}/train and {cfg.data_dir}/val differ "
-                f"(only in train: {only_train[:5]}, only in val: {only_val[:5]}); "
-                "both splits need the same class sub-folders"
-            )
-        classes = tuple(folders[0].classes)
-        num_classes = len(classes)
+    asked = _asked_labels(labels, train_subset)
+    load = _load_fashion_mnist if cfg.dataset == "fashion_mnist" else _load_folder
+    full_train, full_test, classes = load(cfg, channels)
     where = cfg.data_dir if cfg.dataset == "folder" else cfg.root
-    _check_labels(EvalSplit(*splits[0]), f"the train split of {where}")
-    chosen: dict[str, object] | None = None
-    held: EvalSplit | None = None
-    if asked is not None:
-        full, labels_all, name = splits[0]
-        train, held, chosen = _take_labelled(full, labels_all, asked, seed, val_holdout, name)
-    else:
-        train = _take(*splits[0][:2], train_subset, seed, splits[0][2])
-        if val_holdout > 0:
-            train, held = _hold_out(train, val_holdout, seed)
-    test = held if held is not None else _take(*splits[1][:2], test_subset, seed, splits[1][2])
+    _check_labels(full_train, f"the train split of {where}")
+    train, held, chosen = _choose_train(full_train, asked, train_subset, seed, val_holdout)
+    test = held if held is not None else _take(full_test, test_subset, seed)
     mean, std = normalisation(cfg, channels)
-    return EvalData(train, test, num_classes, classes, channels, mean, std, img_size, cfg.dataset, cfg.fit, chosen)
+    return EvalData(train, test, len(classes), classes, channels, mean, std, img_size, cfg.dataset, cfg.fit, chosen)
