@@ -31,7 +31,6 @@ RANKS: dict[str, int] = {
     "hpm.export": 6,
     "hpm.pretrain": 7,
     "hpm.bench": 7,
-    "hpm.bench_data": 7,  # the data benchmark, part of hpm bench
     "hpm.peak_flops": 7,  # datasheet peak FLOPS, used by hpm bench only
     "hpm.study": 8,
     "hpm.cli": 9,
