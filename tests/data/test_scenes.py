@@ -181,3 +181,29 @@ def test_missing_fashion_mnist_says_what_to_install(tmp_path: Path) -> None:
 def test_bad_options_are_config_errors(kwargs: dict[str, int]) -> None:
     with pytest.raises(ConfigError):
         SceneOptions(**kwargs)
+
+
+@needs_fashion_mnist
+def test_cli_writes_the_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hpm.cli import main
+
+    out = tmp_path / "scenes"
+    args = ["data", "scenes", str(out), "--num-train", "3", "--num-val", "2", "--size", "48", "--seed", "4"]
+    assert main(args) == 0
+    assert "training 3 scenes" in capsys.readouterr().out
+    for split, count in (("training", 3), ("validation", 2)):
+        assert len(list((out / "images" / split).glob("*.png"))) == count
+        assert len(list((out / "annotations" / split).glob("*.png"))) == count
+        assert len(_load(out, split)["images"]) == count
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--overwrite" in err and len(err.splitlines()) == 1
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_cli_missing_fashion_mnist_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hpm.cli import main
+
+    code = main(["data", "scenes", str(tmp_path / "o"), "--num-train", "2", "--data-root", str(tmp_path)])
+    assert code == 2
+    assert "dataset-fashion-mnist" in capsys.readouterr().err
