@@ -2,37 +2,35 @@
 
 Each split folder (``train/``, ``val/``) becomes ``<split>-NNNNNN.tar`` shards of
 ``samples_per_shard`` samples in a seeded shuffled order (so streaming readers such as timm's
-and OpenCLIP's see mixed classes). A sample is two members, ``<key>.jpg`` (the image) and
+and OpenCLIP's see mixed classes). A sample is two members, ``<key>.<ext>`` (the image) and
 ``<key>.cls`` (the label as text), ``<key>`` being the file's path below the folder without
-its extension. Images are re-encoded once as JPEG (quality ``quality``) with the longer side at
-most ``max_side``; a JPEG already within that size is kept byte for byte (no second
-generation loss), and ``keep_original`` keeps every file's bytes (and extension). A file
-that cannot be decoded is stored as it is, so training skips and names it as it would in the
-folder. The index :data:`~hpm.data.shards.INDEX_NAME` is written first (incomplete) and again
-at the end; each finished shard is written under a temporary name, renamed, and recorded
-in ``<shard>.json`` beside it, so a re-run skips the finished shards.
+its extension. What is stored for an image (its own bytes, or a lossless or JPEG re-encoding
+shrunk to ``max_side``) follows :mod:`hpm.data.encoding`; the index counts how many images
+were stored each way. The index :data:`~hpm.data.shards.INDEX_NAME` is written first
+(incomplete) and again at the end; each finished shard is written under a temporary name,
+renamed, and recorded in ``<shard>.json`` beside it, so a re-run skips the finished shards.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import multiprocessing
 import os
 import tarfile
-import warnings
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import webdataset as wds
-from PIL import Image
 from tqdm import tqdm
 
-from hpm.data.folder import ImageFolderDataset, _to_8bit
+from hpm.data.encoding import STORAGES, Policy, encode_image
+from hpm.data.folder import ImageFolderDataset
 from hpm.data.shards import FORMAT, INDEX_NAME, VERSION, read_index
 from hpm.errors import DataError, HpmError
 
@@ -45,9 +43,10 @@ class PackOptions:
     """How images are stored; a pack is only resumed with the same options.
 
     Attributes:
-        max_side: Longer side (px) of re-encoded images.
-        quality: JPEG quality of re-encoded images.
-        keep_original: Store every file's original bytes instead.
+        max_side: Images with a longer side (px) above this are shrunk to it.
+        quality: JPEG quality of lossy re-encodes.
+        keep_original: Store every file's original bytes, never shrunk.
+        lossy: Store every image as JPEG (the smallest pack) instead of keeping lossless sources lossless.
         samples_per_shard: Samples per tar shard (the last one of a split may hold fewer).
         shuffle_seed: Seeds the order of the samples over the shards.
     """
@@ -55,6 +54,7 @@ class PackOptions:
     max_side: int = 320
     quality: int = 90
     keep_original: bool = False
+    lossy: bool = False
     samples_per_shard: int = 2000
     shuffle_seed: int = 0
 
@@ -64,6 +64,13 @@ class PackOptions:
                 f"--max-side ({self.max_side}) and --shard-size ({self.samples_per_shard}) must be >= 1 and "
                 f"--quality ({self.quality}) in 1..100"
             )
+        if self.keep_original and self.lossy:
+            raise HpmError("--keep-original and --lossy exclude each other: keep every file's bytes, or make JPEGs")
+
+    @property
+    def policy(self) -> Policy:
+        """How :func:`~hpm.data.encoding.encode_image` stores images under these options."""
+        return "original" if self.keep_original else "lossy" if self.lossy else "auto"
 
 
 @dataclass(frozen=True)
@@ -74,42 +81,21 @@ class _ShardTask:
     options: PackOptions
 
 
-def encode_image(path: str, options: PackOptions) -> tuple[bytes, str, bool]:
-    """The bytes to store for one image file, their extension, and whether they decode."""
-    raw = Path(path).read_bytes()
-    original_ext = os.path.splitext(path)[1].lower().lstrip(".") or "bin"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(raw)) as image:
-                if options.keep_original or (
-                    image.format == "JPEG" and image.mode in ("L", "RGB") and max(image.size) <= options.max_side
-                ):
-                    image.verify()  # cheap integrity check, no full decode
-                    return raw, "jpg" if image.format == "JPEG" else original_ext, True
-                image.draft(image.mode, (options.max_side, options.max_side))  # JPEG: decode at >= the target
-                converted = _to_8bit(image)
-                converted = converted.convert("L" if converted.mode in ("1", "L", "LA") else "RGB")
-                converted.thumbnail((options.max_side, options.max_side), Image.Resampling.BICUBIC)
-                buffer = io.BytesIO()
-                converted.save(buffer, format="JPEG", quality=options.quality)
-                return buffer.getvalue(), "jpg", True
-    except Exception:  # noqa: BLE001 - stored as is; training skips and names it
-        return raw, original_ext, False
-
-
 def _pack_shard(task: _ShardTask) -> dict[str, Any]:
     """Write one shard (temporary name, then renamed) and return its index entry."""
     final = Path(task.out) / task.file
     tmp = final.with_name(final.name + ".tmp")
     unreadable: list[str] = []
+    stored: Counter[str] = Counter()
+    options = task.options
     with open(tmp, "wb") as stream:
         writer = wds.TarWriter(stream, encoder=False, mtime=0.0)
         for _, path, key, label in task.items:
-            data, ext, ok = encode_image(path, task.options)
-            if not ok:
+            encoded = encode_image(path, options.max_side, options.quality, options.policy)
+            stored[encoded.storage] += 1
+            if not encoded.readable:
                 unreadable.append(path)
-            writer.write({"__key__": key, ext: data, "cls": str(label).encode()})
+            writer.write({"__key__": key, encoded.ext: encoded.data, "cls": str(label).encode()})
         writer.close()
     members: dict[str, tuple[int, int]] = {}
     with tarfile.open(tmp) as tar:  # where the writer put each member's data
@@ -127,6 +113,7 @@ def _pack_shard(task: _ShardTask) -> dict[str, Any]:
         "offsets": [offset for _, offset, _ in located],
         "sizes": [size for _, _, size in located],
         "unreadable": unreadable,
+        "stored": {storage: stored[storage] for storage in STORAGES},
     }
     os.replace(tmp, final)
     _write_json(final.with_name(final.name + ".json"), entry)
@@ -181,12 +168,14 @@ def plan_split(src: Path, split: str, options: PackOptions) -> tuple[dict[str, A
 def _check_same_pack(out: Path, header: dict[str, Any]) -> None:
     """Refuse to add to a pack of another folder, with other options or of a changed folder."""
     old = read_index(out)
+    old_options = old.get("options", {})
+    old_options = {"lossy": not old_options.get("keep_original", False), **old_options}  # older packs: JPEG or original
     diffs = []
     if old.get("source") != header["source"]:
         diffs.append(f"source folder: {old.get('source')} (pack) vs {header['source']} (now)")
     for key, value in header["options"].items():
-        if old.get("options", {}).get(key) != value:
-            diffs.append(f"{key}: {old.get('options', {}).get(key)} (pack) vs {value} (now)")
+        if old_options.get(key) != value:
+            diffs.append(f"{key}: {old_options.get(key)} (pack) vs {value} (now)")
     for split, info in header["splits"].items():
         before = old.get("splits", {}).get(split, {})
         if before.get("fingerprint") not in (None, info["fingerprint"]):
@@ -202,14 +191,31 @@ def _check_same_pack(out: Path, header: dict[str, Any]) -> None:
 
 
 def _finished(out: Path, task: _ShardTask) -> dict[str, Any] | None:
-    """The recorded entry of a shard that is complete on disk, else None."""
+    """The recorded entry of a shard that is complete on disk, else None (also for a shard of an
+    older version, which did not count how images were stored: it is written again)."""
     record = out / (task.file + ".json")
     try:
         entry = json.loads(record.read_text())
         complete = os.path.getsize(out / task.file) == entry["bytes"] and entry["num_samples"] == len(task.items)
+        complete = complete and set(entry["stored"]) == set(STORAGES)
     except (OSError, ValueError, KeyError):
         return None
     return entry if complete else None
+
+
+def _write_shards(todo: list[_ShardTask], workers: int, bar: tqdm) -> dict[str, dict[str, Any]]:
+    """Write the shards of ``todo`` (in ``workers`` processes) and return their entries by file."""
+    entries: dict[str, dict[str, Any]] = {}
+    if workers > 1 and len(todo) > 1:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(todo))) as pool:
+            for entry in pool.imap_unordered(_pack_shard, todo):
+                entries[entry["file"]] = entry
+                bar.update(entry["num_samples"])
+    else:
+        for task in todo:
+            entries[task.file] = _pack_shard(task)
+            bar.update(len(task.items))
+    return entries
 
 
 def pack_folder(
@@ -252,23 +258,36 @@ def pack_folder(
         _write_json(out / INDEX_NAME, header)
     if entries:
         _LOG.info("%d of %d shards already packed in %s; packing the other %d", len(entries), len(tasks), out, len(todo))
-    total = sum(len(t.items) for t in todo)
-    with tqdm(total=total, unit="img", desc=f"packing {src.name}", disable=not progress or not todo) as bar:
-        if workers > 1 and len(todo) > 1:
-            with multiprocessing.get_context("fork").Pool(min(workers, len(todo))) as pool:
-                for entry in pool.imap_unordered(_pack_shard, todo):
-                    entries[entry["file"]] = entry
-                    bar.update(entry["num_samples"])
-        else:
-            for task in todo:
-                entries[task.file] = _pack_shard(task)
-                bar.update(len(task.items))
+    with tqdm(total=sum(len(t.items) for t in todo), unit="img", desc=f"packing {src.name}",
+              disable=not progress or not todo) as bar:
+        entries.update(_write_shards(todo, workers, bar))
     for split, (_, split_tasks) in planned.items():
         header["splits"][split]["shards"] = [entries[t.file] for t in split_tasks]
+        header["splits"][split]["stored"] = _total_stored(entries[t.file] for t in split_tasks)
         bad = [p for t in split_tasks for p in entries[t.file]["unreadable"]]
         if bad:
             _LOG.warning("%d file(s) of %s/ could not be decoded and were stored as they are (training skips them), "
                          "e.g. %s", len(bad), split, bad[0])
+    header["stored"] = _total_stored(header["splits"].values())
     header["complete"] = True
     _write_json(out / INDEX_NAME, header)
     return out / INDEX_NAME
+
+
+def _total_stored(parts: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """The sum of the ``stored`` counts of shards or splits."""
+    total: Counter[str] = Counter()
+    for part in parts:
+        total.update(part["stored"])
+    return {storage: total[storage] for storage in STORAGES}
+
+
+def pack_summary(index: dict[str, Any]) -> str:
+    """One line saying how the images of a pack were stored, e.g. ``"36 images: 24 kept as they are,
+    12 re-encoded losslessly, 0 re-encoded as JPEG"`` (a pack of an older version does not say)."""
+    total = sum(int(split["num_samples"]) for split in index["splits"].values())
+    stored = index.get("stored")
+    if stored is None:
+        return f"{total} images (how they were stored is not recorded: packed by an older version)"
+    return (f"{total} images: {stored['kept']} kept as they are, {stored['lossless']} re-encoded losslessly, "
+            f"{stored['lossy']} re-encoded as JPEG")

@@ -22,8 +22,10 @@ from hpm.data.shards import INDEX_NAME
 from hpm.errors import DataError, HpmError
 
 
-def make_folder(root: Path, per_class: int = 12, val: int = 3, size: tuple[int, int] = (48, 36)) -> Path:
-    """``root/{train,val}/{a,b,c}``: JPEG and PNG images of varying size."""
+def make_folder(
+    root: Path, per_class: int = 12, val: int = 3, size: tuple[int, int] = (48, 36), formats: tuple[str, ...] = ("png", "jpg")
+) -> Path:
+    """``root/{train,val}/{a,b,c}``: images of varying size, their formats taken in turn from ``formats``."""
     rng = np.random.default_rng(0)
     for split, n in (("train", per_class), ("val", val)):
         for label in ("a", "b", "c"):
@@ -31,7 +33,7 @@ def make_folder(root: Path, per_class: int = 12, val: int = 3, size: tuple[int, 
             folder.mkdir(parents=True)
             for i in range(n):
                 array = rng.integers(0, 256, (size[1] + i, size[0] + 2 * i, 3), dtype=np.uint8)
-                Image.fromarray(array).save(folder / f"{i:03d}.{'jpg' if i % 2 else 'png'}")
+                Image.fromarray(array).save(folder / f"{i:03d}.{formats[i % len(formats)]}")
     return root
 
 
@@ -62,16 +64,19 @@ def test_shards_are_webdataset_tars_with_index(folder: Path, tmp_path: Path) -> 
     assert index["classes"] == ["a", "b", "c"] and index["splits"]["train"]["counts"] == [12, 12, 12]
     assert [s["num_samples"] for s in index["splits"]["train"]["shards"]] == [16, 16, 4]
     samples = list(wds.WebDataset(str(out / "train-000000.tar"), shardshuffle=False))
-    assert len(samples) == 16 and all(set(s) >= {"__key__", "jpg", "cls"} for s in samples)
-    for s in samples:  # re-encoded JPEGs, longer side at most 40, label as text
-        image = Image.open(io.BytesIO(s["jpg"]))
-        assert image.format == "JPEG" and max(image.size) <= 40
+    assert len(samples) == 16
+    images = []
+    for s in samples:  # one image, re-encoded with the longer side at most 40, and the label as text
+        (ext,) = set(s) - {"__key__", "__url__", "__local_path__", "cls"}
+        image = Image.open(io.BytesIO(s[ext]))
+        assert (ext, image.format) in {("jpg", "JPEG"), ("png", "PNG")} and max(image.size) <= 40  # JPEG / PNG source
         assert s["__key__"].split("/")[1] == index["classes"][int(s["cls"])]
+        images.append(s[ext])
     shard = index["splits"]["train"]["shards"][0]
     assert shard["bytes"] == (out / "train-000000.tar").stat().st_size
     with open(out / "train-000000.tar", "rb") as f:  # the index's offsets point at the members
         f.seek(shard["offsets"][0])
-        assert f.read(shard["sizes"][0]) == samples[0]["jpg"]
+        assert f.read(shard["sizes"][0]) == images[0]
 
 
 def _damage_member(shard: Path, member: str) -> None:
@@ -92,8 +97,8 @@ def test_a_corrupt_member_is_skipped_and_named(folder: Path, tmp_path: Path) -> 
     item = ShardDataset(out, "train")[victim]
     assert isinstance(item, Unreadable)
     assert item.path == f"{out}/{Path(shard_path).name}:{member}" and member.startswith("train/")
-    source = ImageFolderDataset(folder, "train").samples[victim][0]  # the member is named after its file
-    assert member == os.path.splitext(os.path.relpath(source, folder))[0] + ".jpg"
+    source = ImageFolderDataset(folder, "train").samples[victim][0]  # a file kept as it is: the member is named as it
+    assert member == os.path.relpath(source, folder)
     assert not isinstance(dataset[victim + 1], Unreadable)
 
 
