@@ -14,14 +14,21 @@ def add_pack(actions: argparse._SubParsersAction) -> None:
     k = actions.add_parser(
         "pack", help="write an image folder (train/, val/) as WebDataset tar shards with a random-access index",
         description="Packs DIR/train/<class>/ (and DIR/val/) into SHARDS/<split>-NNNNNN.tar plus SHARDS/hpm-shards.json; "
-                    "--data-dir SHARDS then pre-trains and evaluates from them. Re-running resumes (finished shards "
-                    "are skipped); a pack of another folder or with other options is refused.",
+                    "--data-dir SHARDS then pre-trains and evaluates from them. An image within --max-side is stored "
+                    "as it is; a larger one is shrunk and re-encoded losslessly (PNG or lossless WebP), a JPEG as "
+                    "JPEG. Re-running resumes (finished shards are skipped); a pack of another folder or with other "
+                    "options is refused.",
     )
     k.add_argument("src", metavar="DIR", help="image folder with train/<class>/ (and val/<class>/)")
     k.add_argument("--out", required=True, metavar="SHARDS", help="pack folder (created)")
-    k.add_argument("--max-side", type=int, default=320, help="longer side of re-encoded images (default 320 px)")
-    k.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
-    k.add_argument("--keep-original", action="store_true", help="store every file's original bytes, not re-encoded")
+    k.add_argument("--max-side", type=int, default=320,
+                   help="images with a longer side above this are shrunk to it (default 320 px)")
+    k.add_argument("--quality", type=int, default=90,
+                   help="JPEG quality of lossy re-encodes: shrunk JPEGs, and every image with --lossy (default 90)")
+    how = k.add_mutually_exclusive_group()
+    how.add_argument("--lossy", action="store_true",
+                     help="store every image as JPEG: a smaller pack, but PNGs and other lossless sources lose pixels")
+    how.add_argument("--keep-original", action="store_true", help="store every file's original bytes, never shrunk")
     k.add_argument("--shard-size", type=int, default=2000, help="samples per shard (default 2000)")
     k.add_argument("--workers", type=int, default=1, help="processes writing shards in parallel")
     k.set_defaults(func=pack)
@@ -29,12 +36,13 @@ def add_pack(actions: argparse._SubParsersAction) -> None:
 
 def pack(args: argparse.Namespace) -> int:
     """``hpm data pack DIR --out SHARDS``: an image folder as WebDataset shards (:mod:`hpm.data.pack`)."""
-    from hpm.data.pack import PackOptions, pack_folder
+    from hpm.data.pack import PackOptions, pack_folder, pack_summary
+    from hpm.data.shards import read_index
 
     options = PackOptions(max_side=args.max_side, quality=args.quality, keep_original=args.keep_original,
-                          samples_per_shard=args.shard_size)
+                          lossy=args.lossy, samples_per_shard=args.shard_size)
     index = pack_folder(args.src, args.out, options, workers=args.workers)
-    print(f"packed {args.src} -> {index.parent} (index {index.name})")
+    print(f"packed {args.src} -> {index.parent} (index {index.name}): {pack_summary(read_index(index.parent))}")
     return 0
 
 

@@ -202,3 +202,17 @@ def test_a_pack_of_an_older_version_is_read_and_resumed(tmp_path: Path) -> None:
     pack_folder(folder, out, options, progress=False)  # shards without counts are written again, the same
     assert {p.name: p.read_bytes() for p in out.glob("*.tar")} == tars
     assert read_index(out)["stored"] == {"kept": 4, "lossless": 0, "lossy": 10}
+
+
+def test_cli_pack_flags_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = _mixed_folder(tmp_path / "images")
+    common = ["--max-side", "64", "--shard-size", "4"]
+    assert main(["data", "pack", str(folder), "--out", str(tmp_path / "auto"), *common]) == 0
+    assert capsys.readouterr().out.strip().endswith(
+        "14 images: 6 kept as they are, 2 re-encoded losslessly, 6 re-encoded as JPEG")
+    assert main(["data", "pack", str(folder), "--out", str(tmp_path / "jpeg"), "--lossy", "--quality", "70", *common]) == 0
+    assert "4 kept as they are, 0 re-encoded losslessly, 10 re-encoded as JPEG" in capsys.readouterr().out
+    assert read_index(tmp_path / "jpeg")["options"]["lossy"] and read_index(tmp_path / "jpeg")["options"]["quality"] == 70
+    with pytest.raises(SystemExit):
+        main(["data", "pack", str(folder), "--out", str(tmp_path / "both"), "--lossy", "--keep-original"])
+    assert "not allowed with argument" in capsys.readouterr().err
