@@ -210,9 +210,10 @@ def test_cli_pack_flags_and_summary(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["data", "pack", str(folder), "--out", str(tmp_path / "auto"), *common]) == 0
     assert capsys.readouterr().out.strip().endswith(
         "14 images: 6 kept as they are, 2 re-encoded losslessly, 6 re-encoded as JPEG")
-    assert main(["data", "pack", str(folder), "--out", str(tmp_path / "jpeg"), "--lossy", "--quality", "70", *common]) == 0
+    jpeg = tmp_path / "jpeg"
+    assert main(["data", "pack", str(folder), "--out", str(jpeg), "--lossy", "--quality", "70", *common]) == 0
     assert "4 kept as they are, 0 re-encoded losslessly, 10 re-encoded as JPEG" in capsys.readouterr().out
-    assert read_index(tmp_path / "jpeg")["options"]["lossy"] and read_index(tmp_path / "jpeg")["options"]["quality"] == 70
+    assert read_index(jpeg)["options"]["lossy"] and read_index(jpeg)["options"]["quality"] == 70
     with pytest.raises(SystemExit):
         main(["data", "pack", str(folder), "--out", str(tmp_path / "both"), "--lossy", "--keep-original"])
     assert "not allowed with argument" in capsys.readouterr().err

@@ -23,7 +23,8 @@ from hpm.errors import DataError, HpmError
 
 
 def make_folder(
-    root: Path, per_class: int = 12, val: int = 3, size: tuple[int, int] = (48, 36), formats: tuple[str, ...] = ("png", "jpg")
+    root: Path, per_class: int = 12, val: int = 3, size: tuple[int, int] = (48, 36),
+    formats: tuple[str, ...] = ("png", "jpg"),
 ) -> Path:
     """``root/{train,val}/{a,b,c}``: images of varying size, their formats taken in turn from ``formats``."""
     rng = np.random.default_rng(0)
