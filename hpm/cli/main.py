@@ -15,17 +15,18 @@ def main(argv: list[str] | None = None) -> int:
     Every error ends the command with one line on stderr and a non-zero status: 2 for an error
     the user can fix (:class:`~hpm.errors.HpmError`, a full disk included), 1 for anything
     else (its traceback goes to the run's ``train.log``, and to the console with ``--debug`` or
-    ``HPM_DEBUG=1``), ``128 + signal`` after a stop signal's checkpoint, 130 for Ctrl-C.
+    ``HPM_DEBUG=1``), ``128 + signal`` after a stop signal's checkpoint (130 for a first
+    Ctrl-C during training), 130 for a Ctrl-C that stopped at once.
     """
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False)) or os.environ.get("HPM_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
-    except Preempted as exc:  # SIGTERM / SIGUSR1: checkpointed, exit 128 + signal (143, 138)
+    except Preempted as exc:  # SIGTERM / SIGUSR1 / first Ctrl-C: checkpointed, exit 128 + signal (143, 138, 130)
         print(f"hpm {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"hpm {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # outside training, or a second Ctrl-C (Interrupted says where to resume)
+        print(f"hpm {args.command}: {exc or 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure ends in one line and a status, never a hang
         return _report_error(args.command, exc, debug)

@@ -208,7 +208,7 @@ def log_run_failure(exc: BaseException) -> None:
     if isinstance(exc, HpmError):
         written = log_failure_to_file(exc, f"error: {exc}", traceback=False)
     elif isinstance(exc, KeyboardInterrupt):
-        written = log_failure_to_file(exc, "interrupted (Ctrl-C); re-run the same command to resume", traceback=False)
+        written = log_failure_to_file(exc, str(exc) or "interrupted (Ctrl-C)", traceback=False)
     else:
         written = log_failure_to_file(exc, f"error: {type(exc).__name__}: {exc}")
     if written:

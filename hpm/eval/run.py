@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ from hpm.config import Config, DataConfig
 from hpm.data.labels import LabelCount, parse_labels
 from hpm.engine import distributed as D
 from hpm.engine.logger import setup_logging
+from hpm.engine.lock import RunDirLock
+from hpm.engine.outdir import check_output_dir
 from hpm.engine.precision import Resolved, resolve_device, resolve_precision
 from hpm.errors import ConfigError
 from hpm.eval.data import EvalData, build_eval_data
@@ -170,6 +173,11 @@ def _encoder_and_result_file(
     return enc, Path(opts.out or result_path(protocol, path, weights, opts.pool, enc.cfg.model.preset, tag))
 
 
+def _check_writable(protocol: Protocol, result_file: Path) -> None:
+    """Refuse a result file (and a fine-tune directory) that cannot be written."""
+    check_output_dir(finetune_dir_of(result_file) if protocol == "finetune" else result_file.parent, "--out")
+
+
 def _write_classifier(
     export: ClassifierExport, classifier: torch.nn.Module, enc: LoadedEncoder, data: EvalData, run_dir: Path,
     result: dict[str, Any],
@@ -210,6 +218,37 @@ def _frozen(
     return result, data, precision
 
 
+def _evaluate(
+    protocol: Protocol, path: str | Path | None, opts: EvalOptions, labels: LabelCount | None, dist: D.DistInfo,
+    export_classifier: ClassifierExport | None, start: float,
+) -> tuple[dict[str, Any], Path | None]:
+    """Check the output can be written, load the encoder, evaluate (a fine-tune holding its
+    directory's lock from before its data is loaded) and save the record."""
+    device = resolve_device(opts.device, dist.local_rank)
+    if opts.out is not None:
+        _check_writable(protocol, Path(opts.out))  # before anything is loaded
+    enc, target = _encoder_and_result_file(protocol, path, opts, labels)
+    _check_writable(protocol, target)  # the default result file lies in the run: before the data
+    locked = RunDirLock(finetune_dir_of(target), dist.is_main) if protocol == "finetune" else nullcontext()
+    with locked:
+        if protocol == "finetune":
+            result, data, precision = _finetune(enc, opts, labels, device, dist, target, export_classifier)
+        else:
+            result, data, precision = _frozen(protocol, enc, opts, labels, device)
+        record = {
+            "protocol": protocol,
+            "source": _source(enc, opts),
+            "data": data.describe(),
+            "result": result,
+            "device": str(device),
+            "precision": precision,
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        if not dist.is_main:
+            return record, None
+        return record, write_result(target, record)
+
+
 def run_eval(
     protocol: Protocol,
     path: str | Path | None,
@@ -243,24 +282,7 @@ def run_eval(
     dist = D.init_distributed("cuda" if torch.cuda.is_available() and opts.device != "cpu" else "cpu") if protocol == "finetune" else D.DistInfo()
     setup_logging(dist.is_main)
     try:
-        device = resolve_device(opts.device, dist.local_rank)
-        enc, target = _encoder_and_result_file(protocol, path, opts, labels)
-        if protocol == "finetune":
-            result, data, precision = _finetune(enc, opts, labels, device, dist, target, export_classifier)
-        else:
-            result, data, precision = _frozen(protocol, enc, opts, labels, device)
-        record = {
-            "protocol": protocol,
-            "source": _source(enc, opts),
-            "data": data.describe(),
-            "result": result,
-            "device": str(device),
-            "precision": precision,
-            "seconds": round(time.perf_counter() - start, 3),
-        }
-        if not dist.is_main:
-            return record, None
-        return record, write_result(target, record)
+        return _evaluate(protocol, path, opts, labels, dist, export_classifier, start)
     finally:
         if protocol == "finetune":
             D.shutdown_distributed()

@@ -33,6 +33,7 @@ def finetune_options(spec: StudySpec, seed: int, out: Path, **kwargs: Any) -> An
 def eval_run(spec: StudySpec, job: Job) -> None:
     """k-NN, linear probe, ranking quality and (for finetune seeds) fine-tuning of one run."""
     from hpm.eval.run import EvalOptions, run_eval
+    from hpm.export import export_classifier
 
     ev = spec.eval
     base = dict(train_subset=ev.train_subset, test_subset=ev.test_subset, seed=ev.seed, pool=ev.pool, precision=ev.precision)
@@ -44,7 +45,7 @@ def eval_run(spec: StudySpec, job: Job) -> None:
             continue
         opts = finetune_options(spec, job.seed, out) if protocol == "finetune" else EvalOptions(**base, out=out)
         LOG.info("study %s: %s / seed %d: %s", spec.name, job.variant.name, job.seed, protocol)
-        run_eval(protocol, job.run_dir, opts)  # type: ignore[arg-type]
+        run_eval(protocol, job.run_dir, opts, export_classifier=export_classifier)  # type: ignore[arg-type]
     out = eval_file(job.run_dir, "ranking")
     if (read_json(out) or {}).get("version", 1) < RANKING_VERSION:  # missing, or made by older code
         LOG.info("study %s: %s / seed %d: ranking quality", spec.name, job.variant.name, job.seed)

@@ -82,11 +82,13 @@ def evaluate(spec: StudySpec, protocol: str, n: int, source: Path | None, out: P
              what: str, **kwargs: Any) -> bool:
     """One few-label result into ``out``; False (nothing done) if it is there already."""
     from hpm.eval.run import run_eval
+    from hpm.export import export_classifier
 
     if out.is_file():
         return False
     LOG.info("study %s: %s: %s at %d labels", spec.name, what, protocol, n)
-    run_eval(protocol, source, label_options(spec, protocol, n, out, recipe_seed, **kwargs))  # type: ignore[arg-type]
+    run_eval(protocol, source, label_options(spec, protocol, n, out, recipe_seed, **kwargs),
+             export_classifier=export_classifier)  # type: ignore[arg-type]
     return True
 
 

@@ -18,6 +18,7 @@ def run_floors(spec: StudySpec) -> None:
     from hpm.eval.knn import run_knn
     from hpm.eval.linear import LinearProbeConfig, run_linear
     from hpm.eval.run import EvalOptions, run_eval
+    from hpm.export import export_classifier
 
     ev = spec.eval
     floors = floor_dir(spec)
@@ -32,7 +33,7 @@ def run_floors(spec: StudySpec) -> None:
             LOG.info("study %s: random-init floor: %s", spec.name, protocol)
             opts = EvalOptions(random_init=True, cfg=cfg, train_subset=ev.train_subset, test_subset=ev.test_subset,
                                seed=ev.seed, pool=ev.pool, precision=ev.precision, out=out)
-            run_eval(protocol, None, opts)  # type: ignore[arg-type]
+            run_eval(protocol, None, opts, export_classifier=export_classifier)  # type: ignore[arg-type]
         out = floors / f"raw_pixels_{protocol}.json"
         if not out.is_file():
             LOG.info("study %s: raw-pixels floor: %s", spec.name, protocol)
@@ -47,6 +48,7 @@ def run_floors(spec: StudySpec) -> None:
 def run_floor_finetunes(spec: StudySpec) -> None:
     """Random-init encoders (init seed = recipe seed = s) fine-tuned with the study's recipe."""
     from hpm.eval.run import run_eval
+    from hpm.export import export_classifier
 
     cfg = variant_config(spec, spec.variants[0], 0)
     kept = kept_floor_finetunes(spec)
@@ -57,5 +59,6 @@ def run_floor_finetunes(spec: StudySpec) -> None:
                      "delete it from floors.random_init.finetune_top1.per_seed in results.json to redo it)", spec.name, seed)
         elif not out.is_file():
             LOG.info("study %s: random-init floor: fine-tune, seed %d", spec.name, seed)
-            run_eval("finetune", None, finetune_options(spec, seed, out, random_init=True, cfg=cfg, init_seed=seed))
+            run_eval("finetune", None, finetune_options(spec, seed, out, random_init=True, cfg=cfg, init_seed=seed),
+                     export_classifier=export_classifier)
             write_report(spec)  # each seed's figure is in the report as soon as it is there

@@ -1,5 +1,6 @@
-"""SIGTERM / SIGUSR1: the run finishes its optimizer step, checkpoints, exits 128 + signal, and
-re-running the command resumes with the losses of an uninterrupted run (1 and 2 processes)."""
+"""SIGTERM / SIGUSR1 / Ctrl-C: the run finishes its optimizer step, checkpoints, exits 128 + signal,
+and re-running the command resumes with the losses of an uninterrupted run (1 and 2 processes);
+a second Ctrl-C stops at once."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _overrides(tmp_path: Path, name: str, batch: int = 32) -> dict:
 
 
 @needs_fmnist
-@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGUSR1, 138)])
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGUSR1, 138), (signal.SIGINT, 130)])
 def test_stop_signal_checkpoints_the_step_and_resumes_exactly(tmp_path: Path, sig: signal.Signals, status: int) -> None:
     clean = _overrides(tmp_path, "clean")
     pretrain(build_config(overrides=clean))
@@ -68,6 +69,7 @@ def test_stop_signal_checkpoints_the_step_and_resumes_exactly(tmp_path: Path, si
     logged = _losses(run)
     assert 5 <= stopped_at < STEPS and ckpt.name == f"step_{stopped_at:08d}"
     assert logged[-1][0] == stopped_at, "the checkpoint holds the last finished (and logged) step"
+    assert f"resume from step {stopped_at}." in err
 
     resumed = subprocess.run([sys.executable, "-m", "hpm.cli", *pretrain_args(stopped)], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -103,3 +105,27 @@ def test_stop_signal_to_one_of_two_gloo_processes_stops_both_at_the_same_step(tm
     assert [s for s, _ in got] == [s for s, _ in reference]
     # 2 processes vs 1 differ only in float summation order (see test_distributed.py)
     np.testing.assert_allclose([v for _, v in got], [v for _, v in reference], rtol=1e-4)
+
+
+@needs_fmnist
+def test_a_second_ctrl_c_stops_at_once_and_says_where_a_rerun_resumes(tmp_path: Path) -> None:
+    overrides = _overrides(tmp_path, "twice")
+    overrides["model"].update(embed_dim=192, depth=6, num_heads=3)  # steps long enough to land inside one
+    overrides["train"]["ckpt_every_steps"] = 2
+    run = Path(overrides["output_dir"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hpm.cli", *pretrain_args(overrides)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for_step(run, proc, 3)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    started = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - started < 15, "a second Ctrl-C must not wait for the step, a checkpoint or the workers"
+    assert proc.returncode == 130, err[-2000:]
+    line = [x for x in err.splitlines() if x.startswith("hpm pretrain:")]
+    ckpt_step = load_state(latest_checkpoint(run))["step"]
+    assert line and "interrupted at once at step" in line[-1], err[-2000:]
+    assert f"re-run the same command to resume from step {ckpt_step}" in line[-1]
+    assert "Traceback" not in err

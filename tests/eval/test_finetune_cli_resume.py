@@ -110,6 +110,45 @@ def test_sigterm_checkpoints_the_finished_step_and_exits_143(encoder_run: Path, 
         assert resumed[key] == reference[key], key
 
 
+@needs_fmnist
+def test_a_second_fine_tune_on_a_directory_in_use_exits_2_and_the_first_is_undisturbed(
+    encoder_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "finetune.json"
+    args = [*_args(encoder_run, out), "--epochs", "6"]  # long enough for a second process to start meanwhile
+    proc = subprocess.Popen([sys.executable, "-m", "hpm.cli", *args], env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(tmp_path / "finetune", proc, 5)
+    started = time.time()
+    second = subprocess.run([sys.executable, "-m", "hpm.cli", *args], env=_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert second.returncode == 2 and time.time() - started < 30, second.stderr[-2000:]
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"is in use by process {proc.pid} on host" in lines[0], second.stderr[-2000:]
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    result = _result(out)
+    assert result["steps"] == 3 * STEPS and [h["epoch"] for h in result["history"]] == [1, 2, 3, 4, 5, 6]
+    log = (tmp_path / "finetune" / "train.log").read_text()
+    assert log.count("fine-tune: ") == 1 and "in use" not in log  # the second run wrote nothing there
+
+
+@needs_fmnist
+def test_ctrl_c_checkpoints_the_finished_step_and_exits_130(encoder_run: Path, reference: dict, tmp_path: Path) -> None:
+    out = tmp_path / "finetune.json"
+    ft_dir = tmp_path / "finetune"
+    proc = _start(encoder_run, out)
+    _wait_for_checkpoint(ft_dir, proc, 5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    step = load_state(latest_checkpoint(ft_dir))["step"]
+    assert f"stopped by signal 2 after step {step} of {STEPS}" in err and f"resume from step {step}." in err
+    assert main(_args(encoder_run, out)) == 0
+    for key in COMPARED:
+        assert _result(out)[key] == reference[key], key
+
+
 def _folder_args(run: Path, root: Path, out: Path, *extra: str) -> list[str]:
     return [
         "eval", "finetune", str(run), "--data-dir", str(root), "--subset", "all", "--test-subset", "all",

@@ -40,6 +40,7 @@ def test_tiny_study_resumes_evaluates_and_reports(tmp_path: Path) -> None:
     for name, seed in (("mae", 1), ("hpm", 0), ("mae_same_time", 0)):
         assert (runs / name / f"seed_{seed}" / "study_pretrain.json").is_file()
     assert (runs / "mae" / "seed_0" / "eval" / "study_finetune_reference.json").is_file()  # the recipe's name
+    assert (runs / "mae" / "seed_0" / "eval" / "study_finetune_reference" / "classifier.safetensors").is_file()
     assert not (runs / "mae" / "seed_1" / "eval" / "study_finetune_reference.json").exists()
     ft = json.loads((runs / "mae" / "seed_0" / "eval" / "study_finetune_reference.json").read_text())
     assert ft["result"]["recipe"]["blr"] == 1e-2 and ft["result"]["recipe"]["epochs"] == 1  # recipe + overrides

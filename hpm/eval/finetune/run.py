@@ -60,12 +60,11 @@ def run_finetune(
         precision: Autocast precision (fp16 uses a gradient scaler).
         dist: This process's place in a torchrun job (default: a single process).
         progress: Show a progress bar (rank 0).
-        run_dir: The fine-tune directory (locked while the fine-tune runs): checkpoints go to
-            ``run_dir/checkpoints/`` (rank 0 writes, every rank reads) and a fine-tune found there
-            is resumed, or, if finished, returned without training. None: no checkpoints, no
-            resumption, stop signals keep their default action.
+        run_dir: The fine-tune directory (locked while it runs): checkpoints go to ``run_dir/checkpoints/``
+            and a fine-tune found there is resumed, or, if finished, returned without training.
+            None: no checkpoints, no resumption, stop signals keep their default action.
         source: What is fine-tuned (the encoder, the data), JSON types; a resumed fine-tune
-            must have the same (with the same recipe, process count and precision).
+            must have the same, with the same recipe, process count and precision.
 
     Returns:
         ``(result, model)``: ``result`` holds ``top1``, ``history`` (per evaluated epoch),
@@ -74,18 +73,15 @@ def run_finetune(
 
     Raises:
         NonFiniteLossError: The loss became NaN or infinite.
-        ConfigError: Too few training images for one step, or ``run_dir`` holds a fine-tune
-            of another recipe or source.
+        ConfigError: Too few training images for one step, or ``run_dir`` holds another fine-tune.
         RunDirInUse: Another process fine-tunes in ``run_dir``.
-        Preempted: A stop signal arrived (with ``run_dir``); a checkpoint of the last finished
-            optimizer step was written.
+        Preempted: A stop signal arrived (with ``run_dir``); the last finished step was checkpointed.
     """
     dist = dist or D.DistInfo()
     cfg = fit_schedule(cfg, len(data.train))  # a recipe with images_seen: its epochs for these images
     reap_daemons_at_exit()
-    run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
-        check_output_dir(run_dir, "--out")
+        check_output_dir(run_dir := Path(run_dir), "--out")
     run: Finetuning | None = None
     try:
         with RunDirLock(run_dir, dist.is_main) if run_dir is not None else nullcontext():
