@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from hpm.config import FASHION_MNIST_ROOT
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per xdist worker (two workers share the two cores); subprocesses inherit it
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 HAVE_FASHION_MNIST = (Path(FASHION_MNIST_ROOT) / "train-images-idx3-ubyte.gz").is_file()
 needs_fmnist = pytest.mark.skipif(
