@@ -19,6 +19,7 @@ from hpm.data.fashion_mnist import (
 )
 from hpm.data.draft import DraftCropDataset, supports_draft
 from hpm.data.folder import ImageFolderDataset, check_readable
+from hpm.data.layout import ACCEPTED_LAYOUTS
 from hpm.data.shards import ShardDataset
 from hpm.data.source import open_image_dataset
 from hpm.data.subset import balanced_subset
@@ -37,13 +38,14 @@ class PretrainData:
         dataset: Augmented samples, indexed by ``(index, sample_seed)`` pairs.
         base: The un-augmented data set ``dataset`` wraps (a ``Subset`` if ``data.subset``).
         channels: Image channels (1 or 3).
-        num_classes: Number of classes of the full data set.
+        num_classes: Number of classes of the full data set (0 for an unlabelled folder).
         mean: Per-channel normalisation mean.
         std: Per-channel normalisation standard deviation.
         name: ``"fashion_mnist"`` or ``"folder"`` (an image folder or its shards).
         num_images: Number of samples in ``dataset``.
-        labels: int64 labels ``[num_images]`` of ``dataset``'s samples.
-        classes: Class names, indexed by label.
+        labels: int64 labels ``[num_images]`` of ``dataset``'s samples (all
+            :data:`~hpm.data.folder.NO_LABEL` for an unlabelled folder).
+        classes: Class names, indexed by label (empty for an unlabelled folder).
     """
 
     dataset: SeededTransformDataset
@@ -80,8 +82,10 @@ def _fashion_mnist(cfg: DataConfig) -> tuple[ArrayImageDataset, tuple[str, ...]]
 
 
 def _folder(cfg: DataConfig) -> tuple[ImageFolderDataset | ShardDataset, tuple[str, ...]]:
+    """The train split of ``data.data_dir``: a pack of shards, class folders or an unlabelled
+    layout (:mod:`hpm.data.layout`); pre-training ignores the labels."""
     if cfg.data_dir is None:
-        raise DataError("data.dataset=folder needs data.data_dir=DIR (DIR/<split>/<class>/...)")
+        raise DataError(f"data.dataset=folder needs data.data_dir=DIR (--data-dir); {ACCEPTED_LAYOUTS}")
     dataset = open_image_dataset(cfg.data_dir, "train", channels=cfg.channels or 3)
     check_readable(dataset)
     return dataset, tuple(dataset.classes)

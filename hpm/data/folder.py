@@ -1,4 +1,7 @@
-"""Images on disk laid out as ``root/<split>/<class_name>/<image files>``."""
+"""Images on disk: ``root/<split>/<class_name>/<image files>``, or unlabelled (ADE20K's layout, a flat folder).
+
+:mod:`hpm.data.layout` says how a folder's layout is recognised.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from hpm.data.folder_index import list_split
+from hpm.data.folder_index import FolderListing, list_split
+from hpm.data.layout import ACCEPTED_LAYOUTS, Layout, detect_layout, describe_layout, unlabelled_split_dir
 from hpm.errors import DataError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -23,6 +27,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 _LOG = logging.getLogger(__name__)
 _LAYOUT = "expected layout: ROOT/<split>/<class_name>/<image files> (e.g. ROOT/train/cat/001.jpg)"
+NO_LABEL = -1
+"""The label of every image of an unlabelled folder."""
 
 
 @dataclass(frozen=True)
@@ -85,20 +91,28 @@ def read_image(path: str | Path | BinaryIO, channels: int) -> torch.Tensor:
 
 
 class ImageFolderDataset(Dataset):
-    """Labelled images from ``root/<split>/<class_name>/...``; unreadable files give :class:`Unreadable`.
+    """Images of ``root/<split>/<class_name>/...`` (labelled) or of an unlabelled layout (ADE20K's
+    ``root/images/training/``, or a flat folder searched recursively: see :mod:`hpm.data.layout`);
+    unreadable files give :class:`Unreadable`.
 
-    Labels are indices into the sorted class folder names. Files are found recursively in
-    each class folder by extension (case-insensitive); hidden files and folders are ignored.
+    Labels are indices into the sorted class folder names; an unlabelled folder has no classes,
+    ``num_classes`` 0 and every label :data:`NO_LABEL` (pre-training ignores labels). Files are
+    found recursively by extension (case-insensitive); hidden files and folders are ignored.
     The file list is cached (see :mod:`hpm.data.folder_index`) and reused while the folders
     are unchanged, so a restart on a large folder does not walk it again.
 
     Args:
         root: The data set root.
-        split: Sub-folder of ``root`` to read (``"train"``, ``"val"``, ...).
+        split: Split to read (``"train"``, ``"val"``, ...): a sub-folder of ``root`` (classes),
+            ``images/training`` or ``images/validation`` (ADE20K) or ``root`` itself (flat, train only).
         channels: 1 (greyscale) or 3 (RGB); every image is converted to it.
 
+    Attributes:
+        layout: ``"classes"``, ``"ade20k"`` or ``"flat"``.
+
     Raises:
-        DataError: The folders are missing, or hold no classes or no image files.
+        DataError: The folders are missing, ambiguous, or hold no classes (a split folder without
+            class folders) or no image files.
     """
 
     def __init__(self, root: str | Path, split: str = "train", channels: int = 3) -> None:
@@ -107,9 +121,27 @@ class ImageFolderDataset(Dataset):
         self.root = Path(root)
         self.split = split
         self.channels = channels
-        split_dir = self.root / split
         if not self.root.is_dir():
-            raise DataError(f"image folder {self.root} does not exist; {_LAYOUT}")
+            raise DataError(f"image folder {self.root} does not exist; {ACCEPTED_LAYOUTS}")
+        self.layout: Layout = detect_layout(self.root, split)
+        if self.layout == "classes":
+            split_dir = self.root / split
+            listing = self._class_listing(split_dir)
+            self.samples: list[tuple[str, int]] = [
+                (os.path.join(str(split_dir), rel), label) for label, files in enumerate(listing.files) for rel in files
+            ]
+        else:
+            split_dir = unlabelled_split_dir(self.root, split, self.layout)
+            listing = list_split(split_dir, _is_image_file, labelled=False)
+            self.samples = [(os.path.join(str(split_dir), rel), NO_LABEL) for rel in listing.files[0]]
+        self.classes: list[str] = listing.classes
+        if not self.samples:
+            raise DataError(self._no_images(split_dir))
+        self.labels = np.array([label for _, label in self.samples], dtype=np.int64)  # [N]
+        self.num_classes = len(self.classes)
+
+    def _class_listing(self, split_dir: Path) -> FolderListing:
+        """The listing of a labelled split folder, which must exist and hold class folders."""
         if not split_dir.is_dir():
             present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
             raise DataError(
@@ -117,23 +149,25 @@ class ImageFolderDataset(Dataset):
                 f"{present or 'none'}); {_LAYOUT}"
             )
         listing = list_split(split_dir, _is_image_file)
-        self.classes: list[str] = listing.classes
-        if not self.classes:
+        if not listing.classes:
             raise DataError(
                 f"{split_dir} holds no class folders; put each class's images in its own "
                 f"sub-folder; {_LAYOUT}"
             )
-        prefix = str(split_dir)
-        self.samples: list[tuple[str, int]] = [
-            (os.path.join(prefix, rel), label) for label, files in enumerate(listing.files) for rel in files
-        ]
-        if not self.samples:
-            raise DataError(
+        return listing
+
+    def _no_images(self, split_dir: Path) -> str:
+        """The one-line error for a split without image files."""
+        extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
+        if self.layout == "classes":
+            return (
                 f"no image files in the {len(self.classes)} class folders of {split_dir}; "
-                f"accepted extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}"
+                f"accepted extensions: {extensions}"
             )
-        self.labels = np.array([label for _, label in self.samples], dtype=np.int64)  # [N]
-        self.num_classes = len(self.classes)
+        return (
+            f"no image files in {split_dir} or its sub-folders (read as {describe_layout(self.layout)}); "
+            f"{ACCEPTED_LAYOUTS}; accepted extensions: {extensions}"
+        )
 
     def __len__(self) -> int:
         return len(self.samples)

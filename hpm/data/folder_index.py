@@ -1,7 +1,9 @@
 """A cached file list of one image-folder split, so a restart does not walk every file again.
 
-The cache holds the split's class names and image files (relative paths) and the modification
-times of every directory it walked (the split folder, each class folder and any sub-folder).
+A labelled split folder holds one folder per class; an unlabelled one (the layouts of
+:mod:`hpm.data.layout` without classes) holds image files anywhere below it. The cache holds
+the split's class names and image files (relative paths) and the modification times of every
+directory it walked (the split folder, each class folder and any sub-folder).
 Adding, removing or renaming a file or folder changes its parent directory's modification
 time, which invalidates the cache; replacing a file's contents under the same name does not
 (the list is the same). Cache files live in ``$HPM_CACHE_DIR`` (default ``~/.cache/hpm``) under
@@ -28,9 +30,10 @@ class FolderListing:
     """What a split folder holds.
 
     Attributes:
-        classes: Sorted class folder names; a label indexes into them.
+        classes: Sorted class folder names; a label indexes into them (``[]`` when unlabelled).
         files: Per class, the image files below its folder (paths relative to the split
-            folder, sorted as :func:`os.walk` with sorted names visits them).
+            folder, sorted as :func:`os.walk` with sorted names visits them); unlabelled: one
+            list of every image file below the split folder.
         dirs: Every directory walked (relative to the split folder, ``"."`` for itself) with
             its modification time in nanoseconds.
     """
@@ -52,22 +55,31 @@ def cache_file(split_dir: Path) -> Path:
     return cache_dir() / "folder-index" / f"{key}.json"
 
 
+def _walk(top: Path, split_dir: Path, is_image: Callable[[str], bool], dirs: dict[str, int]) -> list[str]:
+    """The image files below ``top`` (relative to ``split_dir``); records each directory's mtime in ``dirs``."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = os.path.relpath(dirpath, split_dir)
+        dirs[rel] = os.stat(dirpath).st_mtime_ns
+        found += [f if rel == "." else os.path.join(rel, f) for f in sorted(filenames) if is_image(f)]
+    return found
+
+
 def walk_split(split_dir: Path, is_image: Callable[[str], bool]) -> FolderListing:
     """List the class folders of ``split_dir`` and their image files, recursively."""
     dirs = {".": os.stat(split_dir).st_mtime_ns}
     classes = sorted(
         e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith(".")
     )
-    files: list[list[str]] = []
-    for name in classes:
-        found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(split_dir / name, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            rel = os.path.relpath(dirpath, split_dir)
-            dirs[rel] = os.stat(dirpath).st_mtime_ns
-            found += [os.path.join(rel, f) for f in sorted(filenames) if is_image(f)]
-        files.append(found)
+    files = [_walk(split_dir / name, split_dir, is_image, dirs) for name in classes]
     return FolderListing(classes, files, dirs)
+
+
+def walk_unlabelled(split_dir: Path, is_image: Callable[[str], bool]) -> FolderListing:
+    """List every image file below ``split_dir``, recursively, as one list and no classes."""
+    dirs = {".": os.stat(split_dir).st_mtime_ns}
+    return FolderListing([], [_walk(split_dir, split_dir, is_image, dirs)], dirs)
 
 
 def _still_valid(split_dir: Path, dirs: dict[str, int]) -> bool:
@@ -77,20 +89,24 @@ def _still_valid(split_dir: Path, dirs: dict[str, int]) -> bool:
         return False
 
 
-def _load(path: Path, split_dir: Path) -> FolderListing | None:
+def _load(path: Path, split_dir: Path, labelled: bool) -> FolderListing | None:
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if raw.get("version") != _VERSION or raw.get("split_dir") != str(split_dir.resolve()):
         return None
+    if raw.get("labelled", True) != labelled:  # the same folder read with the other layout
+        return None
     listing = FolderListing(raw["classes"], raw["files"], {k: int(v) for k, v in raw["dirs"].items()})
     return listing if _still_valid(split_dir, listing.dirs) else None
 
 
-def _store(path: Path, split_dir: Path, listing: FolderListing) -> None:
+def _store(path: Path, split_dir: Path, listing: FolderListing, labelled: bool) -> None:
     payload = {"version": _VERSION, "split_dir": str(split_dir.resolve()), "classes": listing.classes,
                "files": listing.files, "dirs": listing.dirs}
+    if not labelled:
+        payload["labelled"] = False
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,22 +120,23 @@ def _store(path: Path, split_dir: Path, listing: FolderListing) -> None:
             pass
 
 
-def list_split(split_dir: Path, is_image: Callable[[str], bool]) -> FolderListing:
+def list_split(split_dir: Path, is_image: Callable[[str], bool], labelled: bool = True) -> FolderListing:
     """The listing of ``split_dir``, from the cache while the folder is unchanged.
 
     Args:
-        split_dir: A split folder, ``ROOT/<split>``.
+        split_dir: A split folder, ``ROOT/<split>`` (or an unlabelled layout's folder).
         is_image: Whether a file name is an image file (applied when walking).
+        labelled: False: list every image file below ``split_dir``, no classes.
 
     Returns:
         The classes and files; walked afresh (and cached) when no valid cache exists.
     """
     path = cache_file(split_dir)
-    listing = _load(path, split_dir)
+    listing = _load(path, split_dir, labelled)
     if listing is not None:
         _LOG.debug("folder index of %s read from %s", split_dir, path)
         return listing
-    listing = walk_split(split_dir, is_image)
-    if listing.classes and any(listing.files):
-        _store(path, split_dir, listing)
+    listing = (walk_split if labelled else walk_unlabelled)(split_dir, is_image)
+    if any(listing.files):
+        _store(path, split_dir, listing, labelled)
     return listing

@@ -1,7 +1,8 @@
 """Labelled evaluation data: a train split (memory bank / probe training) and a test split.
 
 Fashion-MNIST: its ``train`` and ``test`` files. An ImageFolder: ``DIR/train/`` and ``DIR/val/`` (or
-the same splits of a pack of shards, ``hpm data pack``).
+the same splits of a pack of shards, ``hpm data pack``); the unlabelled layouts that pre-training
+also reads (:mod:`hpm.data.layout`) are refused with a one-line error.
 With ``labels`` (the few-label protocol, :mod:`hpm.data.labels`) the train split is a nested,
 class-balanced set of that many labelled images of the whole train split.
 Images go through :func:`~hpm.data.build_eval_transform` at the model's image size (bicubic
@@ -33,6 +34,7 @@ from hpm.data import (
     open_image_dataset,
 )
 from hpm.data.labels import LabelCount, label_holdout, labelled_subset, parse_labels
+from hpm.data.layout import no_labels_message
 from hpm.errors import ConfigError, DataError
 
 
@@ -219,6 +221,8 @@ def _load_folder(cfg: DataConfig, channels: int) -> tuple[EvalSplit, EvalSplit, 
                 f"evaluation needs labelled images in {cfg.data_dir}/train/<class>/ and "
                 f"{cfg.data_dir}/val/<class>/: {exc}"
             ) from None
+        if not folder.classes:  # an unlabelled layout (a pack always has classes)
+            raise DataError(no_labels_message(cfg.data_dir))
         check_readable(folder)
         folders.append(folder)
     train, val = folders
@@ -277,8 +281,8 @@ def build_eval_data(
 
     Raises:
         ConfigError: Both ``labels`` and ``train_subset``, or ``labels`` that are no count or share.
-        DataError: Missing or unreadable data, no labels (no class folders or a single
-            class), a missing ``val/`` split, a holdout that leaves no training image, or more
+        DataError: Missing or unreadable data, no labels (an unlabelled layout, no class folders
+            or a single class), a missing ``val/`` split, a holdout that leaves no training image, or more
             labels than images or fewer than classes.
     """
     asked = _asked_labels(labels, train_subset)
