@@ -8,6 +8,10 @@ token and the patches alike, so the buffer maps onto it unchanged and
 ``timm.create_model(timm_model, pretrained=False, **timm_kwargs)`` loads the file with
 ``strict=True`` and computes the same tokens.
 
+``--format mae`` writes the same weights in MAE's checkpoint layout instead: a ``.pth`` file
+holding ``{"model": state_dict}`` (``torch.save``), the layout of MAE's released pre-trained
+encoders, which the fine-tuning, segmentation and detection code of MAE, BEiT and ViTDet load.
+
 A fine-tuned classifier (``hpm eval finetune``) is exported whole, head included, as
 ``classifier.safetensors`` + ``classifier.json``: the fine-tune writes them into its directory
 (``RUN/eval/finetune/``) when it finishes, and ``hpm export RUN --finetuned`` writes them again
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -46,10 +51,20 @@ from hpm.models.timm_encoder import (  # re-exported: the public names of hpm ex
 )
 
 __all__ = [
-    "ENCODER_KEYS", "ENCODER_PREFIXES", "GENERIC_TIMM_NAME", "ExportResult", "build_timm_encoder",
+    "ENCODER_KEYS", "ENCODER_PREFIXES", "EXPORT_FORMATS", "GENERIC_TIMM_NAME", "ExportFormat", "ExportResult",
+    "build_timm_encoder",
     "encoder_state_dict", "export_checkpoint", "export_classifier", "export_encoder", "export_finetuned",
     "find_finetune_dir", "is_encoder_key", "timm_spec",
 ]
+
+
+ExportFormat = Literal["safetensors", "mae"]
+EXPORT_FORMATS: dict[str, str] = {"safetensors": ".safetensors", "mae": ".pth"}
+"""The file suffix of each encoder export format."""
+_MAE_LOAD = (
+    "torch.load(<this .pth>)['model'] loads into timm.create_model(timm_model, pretrained=False, **timm_kwargs) "
+    "and into the fine-tuning, segmentation and detection code of MAE, BEiT and ViTDet"
+)
 
 
 @dataclass
@@ -67,8 +82,9 @@ def export_encoder(
     cfg: Config,
     out: str | Path,
     source: dict[str, Any] | None = None,
+    file_format: ExportFormat = "safetensors",
 ) -> ExportResult:
-    """Write the encoder as ``out`` (safetensors) and ``out`` with suffix ``.json`` beside it.
+    """Write the encoder as ``out`` (safetensors, or MAE's ``.pth``) and ``out`` with suffix ``.json`` beside it.
 
     The JSON holds ``timm_model`` and ``timm_kwargs`` (so that
     ``timm.create_model(timm_model, pretrained=False, **timm_kwargs).load_state_dict(weights)``
@@ -78,16 +94,20 @@ def export_encoder(
     Args:
         model: The masked autoencoder whose encoder is exported.
         cfg: Its resolved config (for the data normalisation).
-        out: Target ``.safetensors`` file; parent folders are created.
+        out: Target file (suffix :data:`EXPORT_FORMATS` of ``file_format``); parent folders are created.
         source: Provenance recorded in the JSON (checkpoint, step, weights).
+        file_format: ``"safetensors"`` or ``"mae"`` (``{"model": state_dict}`` saved by ``torch.save``).
 
     Raises:
-        CheckpointError: ``out`` does not end in ``.safetensors``.
+        CheckpointError: ``out`` does not end in the format's suffix.
     """
-    out = _safetensors_target(out)
+    out = _target(out, file_format)
     name, kwargs = timm_spec(model.cfg)
     state = encoder_state_dict(model)
-    _write_weights(state, out, name)
+    if file_format == "mae":
+        _write_mae(state, out)
+    else:
+        _write_weights(state, out, name)
     meta_path = out.with_suffix(".json")
     mean, std = normalisation(cfg.data, int(model.cfg.in_chans or 1))
     meta = {
@@ -100,38 +120,53 @@ def export_encoder(
         "features": "forward_features(x)[:, 0] is the class token; [:, 1:] the patch tokens",
         "source": source or {},
     }
+    if file_format == "mae":
+        meta |= {"format": "mae", "load": _MAE_LOAD}
     atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     return ExportResult(out, meta_path, name, kwargs)
 
 
 def export_checkpoint(
-    path: str | Path, out: str | Path | None = None, weights: Literal["student", "teacher"] = "student"
+    path: str | Path,
+    out: str | Path | None = None,
+    weights: Literal["student", "teacher"] = "student",
+    file_format: ExportFormat = "safetensors",
 ) -> ExportResult:
     """``hpm export``: the encoder of a run directory's newest checkpoint (or a checkpoint folder).
 
     Args:
         path: Run directory or checkpoint folder.
-        out: Target ``.safetensors`` (default: ``PATH/export/encoder.safetensors``, with
-            ``_teacher`` for the teacher).
+        out: Target file (default: ``PATH/export/encoder.safetensors``, ``encoder.pth`` for
+            ``file_format="mae"``, with ``_teacher`` for the teacher).
         weights: ``"student"`` or ``"teacher"`` (HPM's EMA teacher).
+        file_format: ``"safetensors"`` or ``"mae"`` (see :func:`export_encoder`).
 
     Raises:
-        CheckpointError: Missing or unreadable checkpoint, or weights of another architecture.
+        CheckpointError: Missing or unreadable checkpoint, weights of another architecture, or
+            an ``out`` without the format's suffix.
     """
     model, cfg = load_model_from_checkpoint(path, weights)
     ckpt = resolve_checkpoint(path)
     if out is None:
-        out = Path(path) / "export" / ("encoder.safetensors" if weights == "student" else "encoder_teacher.safetensors")
+        stem = "encoder" if weights == "student" else "encoder_teacher"
+        out = Path(path) / "export" / f"{stem}{EXPORT_FORMATS[file_format]}"
     source = {"checkpoint": str(ckpt), "step": int(load_state(ckpt).get("step", 0)), "weights": weights}
-    return export_encoder(model, cfg, out, source)
+    return export_encoder(model, cfg, out, source, file_format)
+
+
+def _target(out: str | Path, file_format: ExportFormat) -> Path:
+    """``out`` as a path, checked to end in the suffix of ``file_format``."""
+    out = Path(out)
+    suffix = EXPORT_FORMATS[file_format]
+    if out.suffix != suffix:
+        hint = "" if file_format == "safetensors" else f" for --format {file_format}"
+        raise CheckpointError(f"--out must name a {suffix} file{hint}, got {out}")
+    return out
 
 
 def _safetensors_target(out: str | Path) -> Path:
     """``out`` as a path, checked to name a ``.safetensors`` file."""
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise CheckpointError(f"--out must name a .safetensors file, got {out}")
-    return out
+    return _target(out, "safetensors")
 
 
 def _write_weights(state: dict[str, Tensor], out: Path, timm_model: str) -> None:
@@ -139,6 +174,14 @@ def _write_weights(state: dict[str, Tensor], out: Path, timm_model: str) -> None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "timm_model": timm_model})
+    tmp.replace(out)
+
+
+def _write_mae(state: dict[str, Tensor], out: Path) -> None:
+    """Write ``{"model": state}`` with ``torch.save`` through a temporary file and a rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    torch.save({"model": state}, tmp)
     tmp.replace(out)
 
 

@@ -191,3 +191,59 @@ def test_export_finetuned_refuses_an_unfinished_fine_tune(tmp_path: Path) -> Non
         shutil.rmtree(ckpt)  # as if stopped after the first epoch
     with pytest.raises(CheckpointError, match=r"stopped at step 3 of 6; re-run the same `hpm eval finetune`"):
         export_finetuned(tmp_path / "ft")
+
+
+# --------------------------------------------------------------------------- MAE's checkpoint layout
+def _mae_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The ``model`` entry of an MAE-layout ``.pth``, loaded as MAE's and ViTDet's code load it."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(checkpoint) == {"model"}
+    return checkpoint["model"]
+
+
+@pytest.mark.parametrize("weights", ["student", "teacher"])
+def test_mae_format_loads_strictly_into_the_runs_timm_model(tmp_path: Path, weights: str) -> None:
+    run = save_random_run(tmp_path / "run", tiny_config())
+    result = export_checkpoint(run, weights=weights, file_format="mae")  # type: ignore[arg-type]
+    stem = "encoder" if weights == "student" else "encoder_teacher"
+    assert result.weights == run / "export" / f"{stem}.pth" and result.metadata == run / "export" / f"{stem}.json"
+    state = _mae_checkpoint(result.weights)
+    meta = json.loads(result.metadata.read_text())
+    assert meta["format"] == "mae" and meta["weights"] == f"{stem}.pth" and meta["source"]["weights"] == weights
+    vit = timm.create_model(meta["timm_model"], pretrained=False, **meta["timm_kwargs"])
+    expected = vit.state_dict()
+    assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in expected.items()}
+    vit.load_state_dict(state, strict=True)
+    stored = "model.safetensors" if weights == "student" else "teacher.safetensors"
+    saved = load_file(str(latest_checkpoint(run) / stored))
+    assert all(torch.equal(state[k], saved[k]) for k in state)  # the run's encoder weights, unchanged
+    encoder = ("cls_token", "pos_embed", "patch_embed.", "blocks.", "norm.")
+    assert set(state) == {k for k in saved if k in encoder or k.startswith(encoder[2:])}
+
+
+def test_mae_format_loads_as_maes_finetuning_code_loads_it(tmp_path: Path) -> None:
+    run = save_random_run(tmp_path / "run", tiny_config())
+    state = _mae_checkpoint(export_checkpoint(run, tmp_path / "mae" / "vit.pth", file_format="mae").weights)
+    _, kwargs = timm_spec(tiny_config().model)
+    # MAE's main_finetune.py: a new head, and fc_norm after average pooling in place of norm
+    vit = timm.create_model("vit_base_patch16_224", pretrained=False, **(kwargs | {"num_classes": 5, "global_pool": "avg"}))
+    missing, unexpected = vit.load_state_dict(state, strict=False)
+    assert set(missing) == {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
+    assert set(unexpected) == {"norm.weight", "norm.bias"}
+    with_head = timm.create_model("vit_base_patch16_224", pretrained=False, **(kwargs | {"num_classes": 5}))
+    missing, unexpected = with_head.load_state_dict(state, strict=False)
+    assert set(missing) == {"head.weight", "head.bias"} and not unexpected
+    assert torch.equal(with_head.blocks[0].mlp.fc2.weight, state["blocks.0.mlp.fc2.weight"])
+
+
+def test_cli_export_format_mae(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = save_random_run(tmp_path / "run", tiny_config())
+    assert main(["export", str(run), "--format", "mae"]) == 0
+    out = capsys.readouterr().out
+    assert f"to {run / 'export' / 'encoder.pth'} (+ encoder.json) in MAE's layout" in out
+    assert "torch.load(...)['model']" in out
+    assert not (run / "export" / "encoder.safetensors").exists()
+    assert main(["export", str(run), "--format", "mae", "--out", str(tmp_path / "e.safetensors")]) == 2
+    assert "--out must name a .pth file for --format mae" in capsys.readouterr().err
+    assert main(["export", str(run), "--finetuned", "--format", "mae"]) == 2
+    assert "a fine-tuned classifier is exported as safetensors" in capsys.readouterr().err
