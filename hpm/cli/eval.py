@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpm.cli import segment
 from hpm.cli.args import RECIPE_DEFAULT, IntermixedParser, count_or_all, int_list
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def add_parser(subs: argparse._SubParsersAction) -> None:
         _add_source_args(p, name)
         _add_protocol_args(p, name)
         p.set_defaults(func=run)
+    segment.add_protocol(protocols)
 
 
 def _add_source_args(p: argparse.ArgumentParser, name: str) -> None:

@@ -1,0 +1,137 @@
+"""``hpm eval segment``: load the encoder at the crop size, check the data, fine-tune, save JSON."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hpm.config import Config, build_config
+from hpm.engine import distributed as D
+from hpm.engine.logger import setup_logging
+from hpm.engine.outdir import check_output_dir
+from hpm.engine.precision import resolve_device, resolve_precision
+from hpm.errors import ConfigError
+from hpm.data import IMAGENET_MEAN, IMAGENET_STD
+from hpm.eval.data import normalisation
+from hpm.eval.encoder import LoadedEncoder, Weights, load_encoder
+from hpm.eval.results import result_path, write_result
+from hpm.eval.segment.data import SegmentData, load_segment_data
+from hpm.eval.segment.recipes import SegmentConfig
+from hpm.eval.segment.run import run_segment
+
+
+@dataclass
+class SegmentOptions:
+    """What ``hpm eval segment`` can be told besides the recipe.
+
+    Attributes:
+        data_dir: The data in ADE20K's layout.
+        random_init: A randomly initialised encoder of the same architecture (the floor).
+        weights: ``"student"`` or ``"teacher"`` (HPM's EMA teacher).
+        labels: Only this many training images, drawn by ``seed`` (None: all).
+        precision: ``auto`` (the recipe's), ``bf16``, ``fp16`` or ``fp32``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: The labelled images' choice and the random initialisation.
+        out: Result file (default ``PATH/eval/segment[_linear][_random_init][_l<N>].json``); the
+            run directory is its path without ``.json``.
+        cfg: Architecture of a random initialisation without a checkpoint.
+        recipe: The segmentation recipe.
+    """
+
+    data_dir: str | Path
+    random_init: bool = False
+    weights: Weights = "student"
+    labels: int | None = None
+    precision: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    out: str | Path | None = None
+    cfg: Config | None = None
+    recipe: SegmentConfig = field(default_factory=SegmentConfig)
+
+
+def random_init_config(preset: str | None = None) -> Config:
+    """The architecture of a random RGB encoder of ``preset`` (default small), ImageNet statistics."""
+    model = {"in_chans": 3} | ({"preset": preset} if preset else {})
+    return build_config(None, {"model": model, "data": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}})
+
+
+def segment_dir_of(result_file: str | Path) -> Path:
+    """The run directory of a result file: its path without the suffix (``.d`` added without one)."""
+    path = Path(result_file)
+    return path.with_suffix("") if path.suffix else path.with_name(path.name + ".d")
+
+
+def _result_file(path: str | Path | None, enc: LoadedEncoder, opts: SegmentOptions) -> Path:
+    if opts.out is not None:
+        return Path(opts.out)
+    protocol = "segment" + ("_linear" if opts.recipe.head == "linear" else "")
+    tag = None if opts.labels is None else f"l{opts.labels}"
+    return result_path(protocol, path, enc.weights, "cls", enc.cfg.model.preset, tag)
+
+
+def _source(enc: LoadedEncoder, data: SegmentData) -> dict[str, Any]:
+    """What a run is of, compared when it resumes: the encoder (its checkpoint as an absolute path) and the data."""
+    encoder = enc.describe()
+    if encoder["checkpoint"] is not None:
+        encoder["checkpoint"] = str(Path(encoder["checkpoint"]).resolve())
+    return {"encoder": encoder, "data": data.describe()}
+
+
+def _load(path: str | Path | None, opts: SegmentOptions) -> tuple[LoadedEncoder, SegmentData]:
+    """The encoder at the crop size and the checked data (its channels and statistics)."""
+    if path is None and not opts.random_init:
+        raise ConfigError("give a run directory or checkpoint folder to evaluate, or --random-init")
+    cfg = opts.cfg if opts.cfg is not None or path is not None else random_init_config()
+    enc = load_encoder(path, opts.random_init, opts.weights, cfg, opts.recipe.crop_size, opts.seed)
+    channels = int(enc.cfg.model.in_chans or 3)
+    mean, std = normalisation(enc.cfg.data, channels)
+    data = load_segment_data(opts.data_dir, opts.recipe, channels, mean, std, opts.labels, opts.seed)
+    return enc, data
+
+
+def run_segment_eval(path: str | Path | None, opts: SegmentOptions) -> tuple[dict[str, Any], Path | None]:
+    """Fine-tune an encoder (or a random one) for segmentation and save the result.
+
+    The run keeps checkpoints in :func:`segment_dir_of` the result file and resumes from them when
+    run again (a finished one only reports its result). Nothing is written before the data are
+    checked.
+
+    Returns:
+        ``(record, file)``: the saved record and the JSON file (None on ranks other than 0).
+
+    Raises:
+        CheckpointError, ConfigError, DataError: With a message that says what to fix.
+    """
+    start = time.perf_counter()
+    dist = D.init_distributed("cuda" if torch.cuda.is_available() and opts.device != "cpu" else "cpu")
+    setup_logging(dist.is_main)
+    try:
+        device = resolve_device(opts.device, dist.local_rank)
+        if opts.out is not None:
+            check_output_dir(segment_dir_of(opts.out), "--out")  # before anything is loaded
+        enc, data = _load(path, opts)
+        target = _result_file(path, enc, opts)
+        precision = resolve_precision(opts.recipe.precision if opts.precision == "auto" else opts.precision, device)
+        result, _ = run_segment(enc.model, data, opts.recipe, device, precision, dist,
+                                run_dir=segment_dir_of(target), source=_source(enc, data))
+        record = {
+            "protocol": "segment", "source": enc.describe(), "data": data.describe(), "result": result,
+            "device": str(device), "precision": precision, "seconds": round(time.perf_counter() - start, 3),
+        }
+        return record, write_result(target, record) if dist.is_main else None
+    finally:
+        D.shutdown_distributed()
+
+
+def summary_line(record: dict[str, Any], file: Path) -> str:
+    """One console line: the scores, the data, what was evaluated, the time and the file."""
+    res, src, data = record["result"], record["source"], record["data"]
+    what = "random init" if src["random_init"] else f"{src['weights']} @ step {src['step']}"
+    return (f"segmentation ({res['recipe']['head']}) mIoU {res['miou']:.2f}%, pixel accuracy {res['pixel_acc']:.2f}% "
+            f"({res['epochs']} epochs, final loss {res['final_loss']:.4f}) | {data['num_train']} train / "
+            f"{data['num_val']} val | {what} | {record['seconds']:.1f} s -> {file}")

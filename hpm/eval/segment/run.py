@@ -1,0 +1,154 @@
+"""``run_segment``: set a segmentation fine-tune up, resume it, and hand it to the run engine."""
+
+from __future__ import annotations
+
+import json
+import random
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import PolyLRScheduler
+from torch import nn
+from torch.utils.data import DataLoader
+
+from hpm.data.distributed_sampler import ResumableDistributedSampler
+from hpm.engine import distributed as D
+from hpm.engine.clock import TrainClock
+from hpm.engine.ddp import wrap_ddp
+from hpm.engine.lock import RunDirLock
+from hpm.engine.logger import LOG, log_run_failure, log_to_file, stop_logging_to
+from hpm.engine.loop import run_epochs
+from hpm.engine.outdir import check_output_dir
+from hpm.engine.precision import Resolved
+from hpm.engine.shutdown import close_loader, reap_daemons_at_exit
+from hpm.errors import ConfigError
+from hpm.eval.segment.data import SegmentationDataset, SegmentData
+from hpm.eval.segment.model import build_segmenter
+from hpm.eval.segment.recipes import IGNORE_INDEX, SegmentConfig
+from hpm.eval.segment.resume import resume
+from hpm.eval.segment.task import Segmenting
+from hpm.models.mae import MaskedAutoencoder
+
+
+def run_segment(
+    encoder: MaskedAutoencoder,
+    data: SegmentData,
+    cfg: SegmentConfig,
+    device: torch.device,
+    precision: Resolved,
+    dist: D.DistInfo | None = None,
+    progress: bool = True,
+    run_dir: str | Path | None = None,
+    source: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], nn.Module]:
+    """Fine-tune ``encoder`` for segmentation on ``data.train`` and score ``data.val``; resumable.
+
+    Args:
+        encoder: The pre-trained (or randomly initialised) masked autoencoder at the crop size; not modified.
+        data: The checked training and validation pairs.
+        cfg: The recipe.
+        device: Where to train.
+        precision: Autocast precision (fp16 uses a gradient scaler).
+        dist: This process's place in a torchrun job (default: a single process).
+        progress: Show a progress bar (rank 0).
+        run_dir: The segmentation directory (locked while it runs): checkpoints go to
+            ``run_dir/checkpoints/`` and a run found there is resumed, or, if finished, returned
+            without training. None: no checkpoints, no resumption.
+        source: What is fine-tuned (the encoder, the data), JSON types; a resumed run must have the
+            same, with the same recipe, process count and precision.
+
+    Returns:
+        ``(result, model)``: ``result`` holds ``miou``, ``pixel_acc``, ``per_class_iou``, ``history``
+        (per evaluated epoch), ``final_loss``, ``steps``, ``recipe``, ...; ``model`` the Segmenter.
+
+    Raises:
+        NonFiniteLossError: The loss became NaN or infinite.
+        ConfigError: Too few training images for one step, or ``run_dir`` holds another run.
+        RunDirInUse: Another process trains in ``run_dir``.
+        Preempted: A stop signal arrived (with ``run_dir``); the last finished step was checkpointed.
+    """
+    dist = dist or D.DistInfo()
+    reap_daemons_at_exit()
+    if run_dir is not None:
+        check_output_dir(run_dir := Path(run_dir), "--out")
+    run: Segmenting | None = None
+    try:
+        with RunDirLock(run_dir, dist.is_main) if run_dir is not None else nullcontext():
+            run = _resume_or_start(encoder, data, cfg, device, precision, dist, run_dir, source or {})
+            if run.result is None:
+                run_epochs(run, progress)
+        assert run.result is not None  # the last epoch sets it
+        return run.result, run.model
+    except BaseException as exc:
+        log_run_failure(exc)
+        raise
+    finally:
+        if run is not None:
+            close_loader(run.loader)
+        if run_dir is not None:
+            stop_logging_to(run_dir / "train.log")
+
+
+def _resume_or_start(
+    encoder: MaskedAutoencoder, data: SegmentData, cfg: SegmentConfig, device: torch.device, precision: Resolved,
+    dist: D.DistInfo, run_dir: Path | None, source: dict[str, Any],
+) -> Segmenting:
+    """Set up, resume from ``run_dir`` if it holds this run, start the log and the clock."""
+    if run_dir is not None and dist.is_main and (run_dir / "train.log").is_file():
+        log_to_file(run_dir / "train.log")  # a resume: its warnings, and a refusal, reach the log
+    run = setup(encoder, data, cfg, device, precision, dist, run_dir, source)
+    resume(run)
+    if run.result is None:
+        if run_dir is not None and dist.is_main:
+            log_to_file(run_dir / "train.log")
+        _log_header(run)
+        run.clock = TrainClock(run.clock.before)  # training time starts now (plus that of earlier invocations)
+    return run
+
+
+def setup(
+    encoder: MaskedAutoencoder, data: SegmentData, cfg: SegmentConfig, device: torch.device, precision: Resolved,
+    dist: D.DistInfo, run_dir: Path | None, source: dict[str, Any],
+) -> Segmenting:
+    """Seed, then build the model, data, optimizer (AdamW, layer-wise lr decay), poly schedule and
+    loss (in this order: the RNG draws of an uninterrupted run must not move)."""
+    torch.manual_seed(cfg.seed + dist.rank)
+    random.seed(cfg.seed + dist.rank)
+    np.random.seed(cfg.seed + dist.rank)
+    model = build_segmenter(encoder, cfg).to(device)
+    train_set = SegmentationDataset(data.train, cfg, data, train=True)
+    sampler = ResumableDistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed,
+                                          drop_last=True)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch < 1:
+        raise ConfigError(f"{len(data.train)} training images give no optimizer step of {cfg.batch_size} x "
+                          f"{dist.world_size} images; lower batch_size or use more images (--labels)")
+    epochs = cfg.epochs_for(steps_per_epoch)
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                    layer_decay=cfg.layer_decay)
+    schedule = PolyLRScheduler(optimizer, t_initial=steps_per_epoch * epochs, power=cfg.poly_power, lr_min=cfg.min_lr,
+                               warmup_t=cfg.warmup_iters, warmup_lr_init=cfg.lr * 1e-6, t_in_epochs=False)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    setup_json = json.loads(json.dumps({"source": source, "world_size": dist.world_size, "precision": precision},
+                                       default=str))
+    return Segmenting(
+        cfg, data, device, precision, dist, model, wrap_ddp(model, device, dist), sampler, loader,
+        SegmentationDataset(data.val, cfg, data, train=False), optimizer, schedule, scaler,
+        nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX), steps_per_epoch, epochs, run_dir, setup_json,
+    )
+
+
+def _log_header(run: Segmenting) -> None:
+    cfg, data = run.cfg, run.data
+    LOG.info(
+        "segmentation fine-tune (%s head): %d train / %d val images, %d classes | batch %d x %d | lr %.3g, "
+        "layer decay %.2f, drop path %.2f | %d steps/epoch, %d epochs | %s, %s",
+        cfg.head, len(data.train), len(data.val), cfg.num_classes, cfg.batch_size, run.dist.world_size, cfg.lr,
+        cfg.layer_decay, cfg.drop_path, run.steps_per_epoch, run.epochs, run.device, run.precision,
+    )
