@@ -89,3 +89,4 @@ def no_labels_message(root: str | Path, task: str = "k-NN, linear probing and fi
         f"{root} has no class labels (read as {describe_layout(layout)}); {task} need labelled images, "
         f"one sub-folder per class: {root}/train/<class>/<images> and {root}/val/<class>/<images>"
     )
+

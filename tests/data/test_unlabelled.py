@@ -12,6 +12,7 @@ from hpm.cli import main
 from hpm.config import DataConfig, build_config
 from hpm.data import ImageFolderDataset, Unreadable, build_pretrain_data
 from hpm.data.folder import NO_LABEL
+from hpm.data.labelled import has_class_labels
 from hpm.data.layout import detect_layout
 from hpm.engine.logger import read_metrics
 from hpm.engine.train import pretrain
@@ -144,3 +145,11 @@ def test_missing_splits_of_unlabelled_layouts(tmp_path: Path, write_image: Write
         ImageFolderDataset(_flat(tmp_path / "flat", write_image), "val")
     with pytest.raises(DataError, match="ADE20K's layout but no val split: .*images/validation does not exist"):
         ImageFolderDataset(_ade20k(tmp_path / "ade", write_image, n_val=0), "val")
+
+
+def test_has_class_labels(tmp_path: Path, image_tree: Path, write_image: WriteImage) -> None:
+    assert has_class_labels(image_tree) and has_class_labels(tmp_path / "absent")
+    assert not has_class_labels(_flat(tmp_path / "flat", write_image))
+    assert not has_class_labels(_ade20k(tmp_path / "ade", write_image))
+    (tmp_path / "ade" / "hpm-shards.json").write_text("{}")  # a pack's index: packs always have classes
+    assert has_class_labels(tmp_path / "ade")
