@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hpm.config import Config
+from hpm.data.labelled import has_class_labels
 from hpm.engine.distributed import launched_rank
 from hpm.engine.lock import RunDirLock
 from hpm.engine.logger import LOG, MetricsLogger, read_metrics
@@ -34,13 +35,16 @@ def run_pretrain(cfg: Config) -> RunSummary:
 
 
 def _pretrain_and_report(cfg: Config) -> RunSummary:
-    """The pre-training, then rank 0's end-of-run work."""
+    """The pre-training, then rank 0's end-of-run work (the k-NN only on labelled data)."""
     monitor = KnnMonitor(cfg)
-    summary = pretrain(cfg, on_epoch_end=monitor if cfg.eval.knn_every_epochs else None)
+    labelled = cfg.data.data_dir is None or has_class_labels(cfg.data.data_dir)
+    if not labelled and (cfg.eval.knn_at_end or cfg.eval.knn_every_epochs):
+        LOG.info("%s has no class labels: the k-NN evaluations are skipped", cfg.data.data_dir)
+    summary = pretrain(cfg, on_epoch_end=monitor if cfg.eval.knn_every_epochs and labelled else None)
     if not summary.is_main:
         return summary
     run_dir = summary.run_dir
-    if cfg.eval.knn_at_end and summary.model is not None and not _logged(run_dir, summary.steps, "knn_top1"):
+    if labelled and cfg.eval.knn_at_end and summary.model is not None and not _logged(run_dir, summary.steps, "knn_top1"):
         metrics = MetricsLogger(run_dir, append=True)
         metrics.log(monitor(summary.model, cfg.train.epochs - 1, summary.steps))
         metrics.close()

@@ -153,3 +153,16 @@ def test_has_class_labels(tmp_path: Path, image_tree: Path, write_image: WriteIm
     assert not has_class_labels(_ade20k(tmp_path / "ade", write_image))
     (tmp_path / "ade" / "hpm-shards.json").write_text("{}")  # a pack's index: packs always have classes
     assert has_class_labels(tmp_path / "ade")
+
+
+def test_hpm_pretrain_on_an_ade20k_folder_skips_its_k_nn_and_ends_well(tmp_path: Path, write_image: WriteImage) -> None:
+    root = _ade20k(tmp_path / "scenes", write_image)
+    overrides = tiny_overrides(tmp_path, data={"data_dir": str(root), "subset": None}, **TINY)
+    overrides["eval"].update(knn_at_end=True, knn_every_epochs=1)  # asked for, but there are no labels
+    args = ["pretrain", "--output-dir", overrides["output_dir"], *[
+        f"{s}.{k}={v if not isinstance(v, bool) else str(v).lower()}"
+        for s in ("model", "data", "train", "eval") for k, v in overrides[s].items() if v is not None
+    ]]
+    assert main(args) == 0
+    records = read_metrics(Path(overrides["output_dir"]) / "metrics.jsonl")
+    assert records and not any("knn_top1" in r for r in records)
