@@ -31,8 +31,8 @@ from hpm.errors import ConfigError
 from hpm.losses import loss_prediction_loss, reconstruction_loss
 from hpm.losses.targets import PatchTarget, build_target
 from hpm.masking import (
-    SCORED_STRATEGIES, MaskIds, attention_mask, attention_view_scores, block_mask, hard_patch_mask, num_chosen,
-    num_hard_patches, num_masked, random_mask, score_teacher_views, teacher_views,
+    MaskIds, MaskRequest, check_teacher_views, get_strategy, global_noise, num_masked, score_full_view,
+    score_partial_views,
 )
 from hpm.models.mae import MaskedAutoencoder
 
@@ -89,7 +89,8 @@ class PretrainStep:
         ddp_model: the DDP wrapper, if any.
         target: the reconstruction target (default: built from ``cfg.loss``; pass one already
             built to load a ``model`` target's weights once).
-        compile: whether to compile the passes (default: ``cfg.train.compile`` on ``device``).
+
+    The passes run through ``torch.compile`` as ``cfg.train.compile`` says for ``device``.
     """
 
     def __init__(
@@ -103,7 +104,6 @@ class PretrainStep:
         world_size: int = 1,
         ddp_model: nn.Module | None = None,
         target: PatchTarget | None = None,
-        compile: bool | None = None,
     ) -> None:
         self.cfg = cfg
         self.model = model
@@ -120,14 +120,15 @@ class PretrainStep:
         self.loss_weight = float(cfg.loss.weight)
         if self.predictor != "none" and not model.has_predictor:
             raise ValueError("loss.predictor is set but the model has no loss-predictor branch")
-        self.strategy = cfg.mask.strategy
-        self.uses_teacher = self.strategy in SCORED_STRATEGIES
-        self._check_strategy()
+        self.masking = get_strategy(cfg.mask.strategy)
+        self.uses_teacher = self.masking.uses_teacher
+        if self.masking.check is not None:
+            self.masking.check(cfg)
         self.teacher_view = cfg.mask.teacher_view
         self.teacher_views = cfg.mask.teacher_views
         self.teacher_num_mask = num_masked(self.num_patches, cfg.mask.view_ratio)
         if self.uses_teacher and self.teacher_view == "masked":
-            self._check_teacher_views()
+            check_teacher_views(cfg.mask, self.num_patches, self.masking.scores)
         self.target = (target or build_target(cfg, device)).to(device)
         if self.target.dim != model.target_dim:
             raise ConfigError(
@@ -146,7 +147,7 @@ class PretrainStep:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(cfg.train.seed)  # same on every rank: global-batch masks
         self.timer = PhaseTimer(device)
-        self.compiled = resolve_compile(cfg.train.compile, device) if compile is None else compile
+        self.compiled = resolve_compile(cfg.train.compile, device)
         self._build_passes()
 
     def release_ddp(self) -> None:
@@ -156,7 +157,7 @@ class PretrainStep:
         collector frees it. Without this, the wrapper, the process group and gloo's threads would
         live on past ``destroy_process_group`` until a collection, often the interpreter's
         finalization, where a gloo thread that needs the GIL aborts the process (SIGABRT,
-        "terminate called without an active exception"; seen in CI).
+        "terminate called without an active exception").
         """
         self.forward_model = self.model
 
@@ -169,50 +170,10 @@ class PretrainStep:
         self._masked_view_pass = maybe_compile(self._masked_view_scores, on)
         self._target_pass = maybe_compile(self._target_values, on)
 
-    def _check_strategy(self) -> None:
-        """Refuse a masking strategy without what it needs (HPM: a loss predictor to score patches)."""
-        if self.strategy == "hpm" and self.predictor == "none":
-            raise ValueError(
-                "mask.strategy=hpm needs a loss predictor to score patches; "
-                "set loss.predictor=relative or absolute (or use mask.strategy=random or attention)"
-            )
-        if self.strategy == "attention" and self.cfg.mask.select != "hardest":
-            raise ConfigError(
-                "mask.select applies to mask.strategy=hpm; for the least-attended patches set "
-                "mask.attention_mode=low (and leave mask.select=hardest)"
-            )
-
-    def _check_teacher_views(self) -> None:
-        """Refuse masked-view settings that cannot work (views that do not fit, too few scored patches)."""
-        mc = self.cfg.mask
-        keep = self.num_patches - self.teacher_num_mask
-        if self.teacher_views * keep > self.num_patches:
-            raise ConfigError(
-                f"mask.teacher_views={self.teacher_views} views of {keep} visible patches do not fit in "
-                f"{self.num_patches} patches; lower mask.teacher_views or raise mask.teacher_ratio"
-            )
-        most_hard = num_hard_patches(self.num_mask, mc.max_alpha)
-        if self.strategy == "attention":  # the class token attends to the patches a view shows
-            scored = self.teacher_views * keep
-            if most_hard > scored:
-                raise ConfigError(
-                    f"alpha up to {mc.max_alpha} asks for {most_hard} patches chosen by attention, but "
-                    f"{self.teacher_views} masked teacher view(s) show only {scored} patches; set "
-                    "mask.teacher_view=full (AttMask's), raise mask.teacher_views or lower mask.teacher_ratio"
-                )
-        elif self.teacher_views == 1 and most_hard > self.teacher_num_mask:
-            raise ConfigError(
-                f"alpha up to {mc.max_alpha} asks for {most_hard} hard patches, but one teacher view "
-                f"scores only the {self.teacher_num_mask} patches it hides; raise mask.teacher_ratio "
-                "or set mask.teacher_views=2 (every patch scored)"
-            )
-
     def num_chosen(self, num_hard: int) -> int:
         """Masked patches the teacher's score chose, the first columns of ``ids_mask``: ``num_hard``,
         less the shown-back hints of attention masking's ``hints`` mode."""
-        if self.strategy != "attention":
-            return num_hard
-        return num_chosen(self.cfg.mask.attention_mode, num_hard, self.cfg.mask.attention_hints)
+        return self.masking.num_chosen(self.cfg.mask, num_hard)
 
     def autocast(self) -> ContextManager[object]:
         return autocast(self.device, self.precision)
@@ -243,23 +204,17 @@ class PretrainStep:
     def _full_view_scores(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
         """The teacher on the whole image: scores [N, L] fp32, and its patch tokens [N, L, D]
         when an ``ema`` target shares them (else None)."""
-        assert self.teacher is not None
+        assert self.teacher is not None and self.masking.scores is not None
         with self.autocast():
-            if self.strategy == "attention":
-                return self.teacher.attention_scores(images), None
-            if not self.target.needs_teacher:
-                return self.teacher.score_patches(images).float(), None
-            latent = self.teacher.forward_encoder(images)  # [N, 1 + L, D]
-            scores = self.teacher.forward_loss_predictor(self.teacher.forward_decoder_input(latent))
-            return scores.float(), latent[:, 1:]
+            return score_full_view(self.teacher, images, self.masking.scores, keep_tokens=self.target.needs_teacher)
 
     def _masked_view_scores(self, images: Tensor, view_noise: Tensor) -> Tensor:
         """The teacher on its partial views drawn from ``view_noise`` [N, L]: scores [N, L] fp32."""
+        assert self.teacher is not None and self.masking.scores is not None
         with self.autocast():
-            views = teacher_views(view_noise, self.teacher_num_mask, self.teacher_views)
-            if self.strategy == "attention":
-                return attention_view_scores(self.teacher, images, views)
-            return score_teacher_views(self.teacher, images, views)
+            return score_partial_views(
+                self.teacher, images, view_noise, self.masking.scores, self.teacher_num_mask, self.teacher_views
+            )
 
     @torch.no_grad()
     def targets(self, images: Tensor, ids_mask: Tensor) -> Tensor:
@@ -305,34 +260,14 @@ class PretrainStep:
             view_noise = None
             if self.teacher_view == "masked":  # drawn for the global batch, before the student's noise
                 with self.timer("masks"):
-                    view_noise = torch.rand(
-                        n_global, self.num_patches, generator=self.generator, device=self.device
-                    )[lo:hi]  # [N, L]
-            scores = self.teacher_scores(images, view_noise)
+                    view_noise = global_noise(self.generator, n_global, self.num_patches, (lo, hi), self.device)
+            scores = self.teacher_scores(images, view_noise)  # [N, L]
+        request = MaskRequest(
+            self.cfg.mask, self.model.grid_size, self.num_mask, self.generator, n_global, (lo, hi), self.device,
+            num_hard, scores,
+        )
         with self.timer("masks"):
-            strategy = self.cfg.mask.strategy
-            if strategy == "block":
-                grid = self.model.grid_size
-                masks = block_mask(
-                    n_global, grid, self.num_mask, self.generator, self.device,
-                    self.cfg.mask.block_min_patches, self.cfg.mask.block_aspect,
-                ).rows(lo, hi)
-            else:
-                noise = torch.rand(
-                    n_global, self.num_patches, generator=self.generator, device=self.device
-                )[lo:hi]  # [N, L]
-                if strategy == "hpm":
-                    assert scores is not None
-                    key = scores if self.cfg.mask.select == "hardest" else -scores
-                    # patches the teacher did not score (visible in its only view) are never chosen
-                    key = torch.nan_to_num(key, nan=float("-inf"))
-                    masks = hard_patch_mask(key, noise, self.num_mask, num_hard)
-                elif strategy == "attention":
-                    assert scores is not None
-                    mc = self.cfg.mask
-                    masks = attention_mask(scores, noise, self.num_mask, num_hard, mc.attention_mode, mc.attention_hints)
-                else:
-                    masks = random_mask(noise, self.num_mask)
+            masks = self.masking.mask(request)
         return masks, scores
 
     def forward_backward(

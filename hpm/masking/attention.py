@@ -14,7 +14,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from hpm.config import Config, MaskConfig
+from hpm.errors import ConfigError
 from hpm.masking.ids import MaskIds, split_by_order
+from hpm.masking.strategy import MaskRequest, MaskStrategy
 from hpm.masking.teacher_view import average_at_masked, znorm
 
 AttentionMode = Literal["high", "low", "hints"]
@@ -68,6 +71,21 @@ def attention_mask(
     return split_by_order(torch.argsort(key, dim=1, descending=True), num_mask)
 
 
+def shown_hints(scores: Tensor, masks: MaskIds, num_hard: int) -> Tensor:
+    """[N, L] bool: the ``num_hard`` most-attended patches that ``hints`` mode left visible.
+
+    Args:
+        scores: [N, L] attention per patch (NaN: not scored, never among the most attended).
+        masks: the attention mask those scores chose.
+        num_hard: H of that mask.
+    """
+    top = torch.zeros_like(scores, dtype=torch.bool)  # [N, L]
+    if num_hard:
+        ranked = torch.nan_to_num(scores, nan=float("-inf"))
+        top.scatter_(1, ranked.topk(num_hard, dim=1).indices, True)
+    return top & ~masks.as_bool(scores.shape[1])
+
+
 @torch.no_grad()
 def attention_view_scores(teacher, imgs: Tensor, views: list[MaskIds]) -> Tensor:
     """The teacher's attention from its partial views (``mask.teacher_view: masked``).
@@ -90,3 +108,27 @@ def attention_view_scores(teacher, imgs: Tensor, views: list[MaskIds]) -> Tensor
     scores = znorm(teacher.attention_scores(batch, ids_keep))  # [V*N, L-K]
     pairs = [(ids_keep[i * n : (i + 1) * n], scores[i * n : (i + 1) * n]) for i in range(v)]
     return average_at_masked(pairs, n, teacher.num_patches, imgs.device)[0]
+
+
+def _attention_request(request: MaskRequest) -> MaskIds:
+    mc = request.cfg
+    scores = request.teacher_scores()  # [N, L]
+    return attention_mask(scores, request.noise(), request.num_mask, request.num_hard, mc.attention_mode, mc.attention_hints)
+
+
+def _num_chosen(cfg: MaskConfig, num_hard: int) -> int:
+    return num_chosen(cfg.attention_mode, num_hard, cfg.attention_hints)
+
+
+def _select_is_hardest(cfg: Config) -> None:
+    """``mask.select`` is HPM's; attention chooses the least-attended patches by its mode."""
+    if cfg.mask.select != "hardest":
+        raise ConfigError(
+            "mask.select applies to mask.strategy=hpm; for the least-attended patches set "
+            "mask.attention_mode=low (and leave mask.select=hardest)"
+        )
+
+
+ATTENTION = MaskStrategy(
+    "attention", _attention_request, scores="attention", num_chosen=_num_chosen, check=_select_is_hardest
+)

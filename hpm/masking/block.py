@@ -7,6 +7,7 @@ import math
 import torch
 
 from hpm.masking.ids import MaskIds, split_by_order
+from hpm.masking.strategy import MaskRequest, MaskStrategy
 
 
 def block_mask(
@@ -56,3 +57,16 @@ def block_mask(
     tie = torch.rand(num_images, n_l, generator=generator, device=device)
     order = torch.argsort(first + tie, dim=1)  # earliest block first, random inside a block
     return split_by_order(order, num_mask)
+
+
+def _block_request(request: MaskRequest) -> MaskIds:
+    """The global batch's blocks (drawn as one), this rank's rows kept."""
+    mc = request.cfg
+    masks = block_mask(
+        request.num_global, request.grid, request.num_mask, request.generator, request.device,
+        mc.block_min_patches, mc.block_aspect,
+    )
+    return masks.rows(*request.rows)
+
+
+BLOCK = MaskStrategy("block", _block_request)

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from hpm.masking.ids import MaskIds, split_by_order
+from hpm.masking.strategy import MaskRequest, MaskStrategy
 
 
 def random_mask(noise: Tensor, num_mask: int) -> MaskIds:
@@ -18,3 +19,10 @@ def random_mask(noise: Tensor, num_mask: int) -> MaskIds:
     """
     order = torch.argsort(noise, dim=1, descending=True)  # [N, L]
     return split_by_order(order, num_mask)
+
+
+def _random_request(request: MaskRequest) -> MaskIds:
+    return random_mask(request.noise(), request.num_mask)
+
+
+RANDOM = MaskStrategy("random", _random_request)

@@ -21,7 +21,7 @@ import torch._dynamo
 from safetensors.torch import load_file
 
 import hpm.engine.compile as compile_mod
-from hpm.bench import _with_target
+from hpm.bench import with_target
 from hpm.config import build_config
 from hpm.engine.checkpoint import latest_checkpoint, load_state
 from hpm.engine.compile import resolve_compile
@@ -66,15 +66,17 @@ def _pair(tmp_path: Path, mask: str, target: str, **mask_keys: object) -> tuple[
         "loss": {"predictor": predictor},
         "train": {"batch_size": 8, "precision": "fp32"},
     })
-    cfg = _with_target(cfg, target, None, tmp_path) if target != "norm_pix" else cfg
+    cfg = with_target(cfg, target, None, tmp_path) if target != "norm_pix" else cfg
     steps = []
     for compiled in (False, True):
+        train = cfg.train.model_copy(update={"compile": compiled})  # train.compile chooses, as in a run
         target_fn = build_target(cfg, CPU)
-        run_cfg = resolve_target_dim(cfg, target_fn)
+        run_cfg = resolve_target_dim(cfg, target_fn).model_copy(update={"train": train})
         torch.manual_seed(0)
         model = build_run_model(run_cfg)
         steps.append(PretrainStep(run_cfg, model, build_optimizer(model, run_cfg.train, 1e-3), CPU, "fp32",
-                                  target=target_fn, compile=compiled))
+                                  target=target_fn))
+    assert not steps[0].compiled and steps[1].compiled
     return steps[0], steps[1]
 
 

@@ -185,7 +185,7 @@ def test_bf16_step_on_cpu() -> None:
     step.optimizer_step(ema_decay=0.99)
 
 
-# ------------------------------------------------------------ masked-view teacher (issue #12)
+# ------------------------------------------------------------ masked-view teacher
 def _masked_step(batch: int = 4, views: int = 1, rank: int = 0, world_size: int = 1, **mask) -> PretrainStep:
     return _step("hpm", batch=batch, rank=rank, world_size=world_size,
                  mask={"teacher_view": "masked", "teacher_views": views, **mask})

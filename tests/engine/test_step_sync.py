@@ -1,4 +1,4 @@
-"""A step outside log steps reads nothing back to the host (GPU hygiene, issue #22).
+"""A step outside log steps reads nothing back to the host (GPU hygiene).
 
 On CUDA ``torch.cuda.set_sync_debug_mode`` would say so; on the CPU the guard below records
 every way a step could wait for the device: Python-level reads (``.item()``, ``.tolist()``,
@@ -109,7 +109,7 @@ def _step(mask: str, target: str, teacher_view: str = "masked", precision: str =
     cfg = resolve_target_dim(cfg, target_fn)
     model = build_run_model(cfg)
     return PretrainStep(cfg, model, build_optimizer(model, cfg.train, 1e-3), torch.device("cpu"), precision,
-                        target=target_fn, compile=False)
+                        target=target_fn)
 
 
 @pytest.mark.parametrize(

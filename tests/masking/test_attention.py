@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from hpm.masking import attention_mask, num_chosen, num_hints
+from hpm.masking import attention_mask, num_chosen, num_hints, shown_hints
 
 from .helpers import assert_valid_masks
 
@@ -92,3 +92,16 @@ def test_bad_arguments_are_refused() -> None:
         attention_mask(scores, noise, 8, 9, "high")
     with pytest.raises(ValueError, match="exceed"):
         attention_mask(scores, noise, 15, 15, "hints", 0.5)
+
+
+def test_shown_hints_are_the_most_attended_patches_left_visible() -> None:
+    gen = torch.Generator().manual_seed(5)
+    scores, noise = torch.randn(4, 64, generator=gen), torch.rand(4, 64, generator=gen)
+    scores[:, :3] = float("nan")  # never among the most attended
+    ids = attention_mask(scores, noise, 48, 20, "hints", 0.1)
+    hints = shown_hints(scores, ids, 20)
+    assert hints.sum(1).tolist() == [num_hints(20, 0.1)] * 4
+    assert not bool((hints & ids.as_bool(64)).any()) and not bool(hints[:, :3].any())
+    top = scores.nan_to_num(float("-inf")).topk(20, dim=1).indices
+    assert bool(hints.gather(1, top).sum(1).eq(num_hints(20, 0.1)).all())
+    assert not bool(shown_hints(scores, ids, 0).any())
