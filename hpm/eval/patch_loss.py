@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from hpm.config import Config
+from hpm.config import Config, MaskConfig
 from hpm.engine.checkpoint import load_state, load_weights, resolve_checkpoint
 from hpm.engine.ema import build_teacher
 from hpm.engine.ranking import masked_spearman, spearman, top_fraction_overlap
@@ -24,7 +25,7 @@ from hpm.errors import CheckpointError
 from hpm.eval.encoder import _checkpoint_config
 from hpm.losses.targets import TargetFn, all_patches, build_target, gather_patches, pixel_target
 from hpm.masking import (
-    attention_view_scores, average_at_masked, num_masked, random_mask, score_teacher_views, teacher_views, znorm,
+    average_at_masked, num_masked, random_mask, score_full_view, score_partial_views, score_source, znorm,
 )
 from hpm.models import build_run_model
 from hpm.models.mae import MaskedAutoencoder
@@ -205,24 +206,23 @@ def teacher_patch_scores(
     """The scores a teacher computes to choose masks, as the run's ``mask.strategy`` and
     ``mask.teacher_view`` say: predicted loss (``hpm``) or [CLS] attention (``attention``).
 
-    Full view: :func:`predicted_patch_loss` or :meth:`~MaskedAutoencoder.attention_scores`.
-    Masked view: ``mask.teacher_views`` partial views of ratio ``mask.teacher_ratio`` drawn from
-    ``generator`` and scored as in training (:func:`~hpm.masking.score_teacher_views`, hidden
-    patches; :func:`~hpm.masking.attention_view_scores`, shown patches); a patch none of them
-    scored is NaN (it can not be chosen by score).
+    Full view: :func:`~hpm.masking.score_full_view`. Masked view: ``mask.teacher_views`` partial
+    views of ratio ``mask.teacher_ratio`` drawn from ``generator`` and scored as in training
+    (:func:`~hpm.masking.score_partial_views`); a patch none of them scored is NaN (it can not be
+    chosen by score).
 
     Returns:
         float32 [N, L].
     """
     mc = cfg.mask
-    attention = mc.strategy == "attention"
-    if not attention:
+    source = score_source(mc.strategy)
+    if source == "loss":
         _require_predictor(model)
     if mc.teacher_view == "full":
-        return model.attention_scores(imgs) if attention else predicted_patch_loss(model, imgs)
+        return score_full_view(model, imgs, source)[0]
     noise = torch.rand(imgs.shape[0], model.num_patches, generator=generator).to(imgs.device)  # [N, L]
-    views = teacher_views(noise, num_masked(model.num_patches, mc.view_ratio), mc.teacher_views)
-    return attention_view_scores(model, imgs, views) if attention else score_teacher_views(model, imgs, views)
+    view_mask = num_masked(model.num_patches, mc.view_ratio)
+    return score_partial_views(model, imgs, noise, source, view_mask, mc.teacher_views)
 
 
 def _fill_nan(x: Tensor) -> Tensor:
@@ -230,6 +230,59 @@ def _fill_nan(x: Tensor) -> Tensor:
     finite = torch.isfinite(x)
     mean = torch.where(finite, x, torch.zeros_like(x)).sum(1, keepdim=True) / finite.sum(1, keepdim=True).clamp(min=1)
     return torch.where(finite, x, mean.expand_as(x))
+
+
+class _Generators(NamedTuple):
+    """The three seeded mask draws of :func:`ranking_quality`."""
+
+    masks: torch.Generator  # seed: the real loss and the student's masked-view ranking
+    extra: torch.Generator  # seed + 1: the retest masks and the masked-average scores
+    as_used: torch.Generator  # seed + 2: the teacher's partial views (masked-view runs)
+
+
+def _rankings(models: PretrainedModels, batch: Tensor, num_masks: int, gens: _Generators) -> list[tuple[str, Tensor]]:
+    """The per-patch scores [B, L] to rank against the real loss, by figure name (NaN: not scored)."""
+    student, teacher, cfg = models.student, models.teacher, models.cfg
+    ranked: list[tuple[str, Tensor]] = []
+    for name, model in (("student", student), ("teacher", teacher)):
+        if model is not None and model.has_predictor:
+            full_key = "teacher_full" if name == "teacher" else name
+            averaged = _fill_nan(masked_view_scores(model, batch, num_masks, cfg.mask.ratio, gens.extra))  # [B, L]
+            ranked += [(full_key, predicted_patch_loss(model, batch)), (f"{name}_masked_avg", averaged)]
+    if teacher is None:
+        return ranked
+    ranked.append(("teacher_attention", teacher.attention_scores(batch)))
+    attention_run = score_source(cfg.mask.strategy) == "attention"
+    if attention_run or teacher.has_predictor:  # the scores that chose the run's masks
+        if cfg.mask.teacher_view == "full":  # the same full-image pass as one above
+            ranked.append(("teacher", dict(ranked)["teacher_attention" if attention_run else "teacher_full"]))
+        else:
+            ranked.append(("teacher", teacher_patch_scores(teacher, cfg, batch, gens.as_used)))
+    return ranked
+
+
+def _batch_figures(
+    models: PretrainedModels, batch: Tensor, num_masks: int, gens: _Generators, target: TargetFn
+) -> list[tuple[str, Tensor]]:
+    """Every figure of :func:`ranking_quality` for one batch, per image ([B] each), in report order."""
+    student, ratio = models.student, models.cfg.mask.ratio
+    real = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, gens.masks, target)[0])  # [B, L]
+    figures: list[tuple[str, Tensor]] = []
+    if student.has_predictor:
+        figures.append(("student_masked_spearman",
+                        masked_view_spearman(student, batch, num_masks, ratio, gens.masks, target)))
+    retest = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, gens.extra, target)[0])  # [B, L]
+    figures.append(("real_retest_spearman", spearman(retest, real)))
+    for key, pred in _rankings(models, batch, num_masks, gens):
+        figures.append((f"{key}_spearman", masked_spearman(pred, real, torch.isfinite(pred))))
+        figures.append((f"{key}_top25", top_fraction_overlap(torch.nan_to_num(pred, nan=float("-inf")), real)))
+    return figures
+
+
+def _teacher_setting(mc: MaskConfig) -> dict[str, object]:
+    """How the run's teacher scores patches, stored beside its figures."""
+    return {"teacher_view": mc.teacher_view, "teacher_views": mc.teacher_views if mc.teacher_view == "masked" else 0,
+            "mask_strategy": mc.strategy}
 
 
 @torch.no_grad()
@@ -272,44 +325,13 @@ def ranking_quality(
     student, teacher = models.student, models.teacher
     if not student.has_predictor and teacher is None:
         return {}
-    attention_run = models.cfg.mask.strategy == "attention"
-    generator = torch.Generator().manual_seed(seed)
-    extra = torch.Generator().manual_seed(seed + 1)
-    as_used = torch.Generator().manual_seed(seed + 2)  # the teacher's partial views (masked-view runs)
-    ratio, target = models.cfg.mask.ratio, run_target(models)
-    scorers = [(name, model) for name, model in (("student", student), ("teacher", teacher))
-               if model is not None and model.has_predictor]
+    gens = _Generators(*(torch.Generator().manual_seed(seed + i) for i in range(3)))
+    target = run_target(models)
     sums: dict[str, float] = {}
-
-    def add(key: str, values: Tensor) -> None:
-        sums[key] = sums.get(key, 0.0) + float(values.sum())
-
     for start in range(0, imgs.shape[0], batch_size):
-        batch = imgs[start : start + batch_size]
-        real = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, generator, target)[0])  # [B, L]
-        if student.has_predictor:
-            add("student_masked_spearman", masked_view_spearman(student, batch, num_masks, ratio, generator, target))
-        retest = _fill_nan(real_patch_loss(student, batch, num_masks, ratio, extra, target)[0])
-        add("real_retest_spearman", spearman(retest, real))
-        ranked: list[tuple[str, Tensor]] = []
-        for name, model in scorers:
-            ranked += [(f"{name}{'_full' if name == 'teacher' else ''}", predicted_patch_loss(model, batch)),
-                       (f"{name}_masked_avg", _fill_nan(masked_view_scores(model, batch, num_masks, ratio, extra)))]
-        if teacher is not None:
-            ranked.append(("teacher_attention", teacher.attention_scores(batch)))
-            if attention_run or teacher.has_predictor:  # the scores that chose the run's masks
-                if models.cfg.mask.teacher_view == "full":  # the same full-image pass as one above
-                    same = dict(ranked)["teacher_attention" if attention_run else "teacher_full"]
-                    ranked.append(("teacher", same))
-                else:
-                    ranked.append(("teacher", teacher_patch_scores(teacher, models.cfg, batch, as_used)))
-        for key, pred in ranked:
-            scored = torch.isfinite(pred)
-            add(f"{key}_spearman", masked_spearman(pred, real, scored))
-            add(f"{key}_top25", top_fraction_overlap(torch.nan_to_num(pred, nan=float("-inf")), real))
+        for key, values in _batch_figures(models, imgs[start : start + batch_size], num_masks, gens, target):
+            sums[key] = sums.get(key, 0.0) + float(values.sum())
     out = {key: value / imgs.shape[0] for key, value in sums.items()}
     if teacher is not None:
-        mc = models.cfg.mask
-        out.update(teacher_view=mc.teacher_view, teacher_views=mc.teacher_views if mc.teacher_view == "masked" else 0,
-                   mask_strategy=mc.strategy)
+        out.update(_teacher_setting(models.cfg.mask))
     return out
