@@ -17,12 +17,12 @@ from hpm.viz.panels import (
     DEFAULT_IMAGES,
     DPI,
     NO_PREDICTOR,
-    _split_images,
     column_titles,
     compute_maps,
     default_indices,
     draw_panels,
     figure_size,
+    split_images,
     visualize,
 )
 from tests.conftest import needs_fmnist
@@ -273,12 +273,12 @@ def test_default_indices_take_classes_round_robin() -> None:
 def test_default_images_span_the_classes_of_a_sorted_folder(tmp_path: Path) -> None:
     root = _sorted_folder(tmp_path / "data")
     data_cfg = build_config(overrides={"data": {"data_dir": str(root)}}).data
-    images, names = _split_images(data_cfg, None, None, channels=1)
+    images, names = split_images(data_cfg, None, None, channels=1)
     classes = [name.split("\n")[1] for name in names]
     assert classes == ["ant", "bee", "cat", "ant", "bee", "cat", "ant", "bee"]  # the old default: 8 x "ant"
     assert [name.split("\n")[0] for name in names] == [f"val #{i}" for i in (0, 10, 20, 1, 11, 21, 2, 12)]
     assert len(images) == DEFAULT_IMAGES and all(image.shape == (1, 12, 10) for image in images)
-    chosen, named = _split_images(data_cfg, None, [3, 0], channels=1)  # explicit indices: as given
+    chosen, named = split_images(data_cfg, None, [3, 0], channels=1)  # explicit indices: as given
     assert named == ["val #3\nant", "val #0\nant"] and len(chosen) == 2
     result = visualize(_run(tmp_path, "hpm"), tmp_path / "out", data_dir=str(root), num_masks=1)
     assert result.rows == DEFAULT_IMAGES
@@ -286,7 +286,7 @@ def test_default_images_span_the_classes_of_a_sorted_folder(tmp_path: Path) -> N
 
 @needs_fmnist
 def test_default_fashion_mnist_images_are_eight_classes() -> None:
-    _, names = _split_images(build_config().data, None, None, channels=1)
+    _, names = split_images(build_config().data, None, None, channels=1)
     classes = [name.split("\n")[1] for name in names]
     assert len(set(classes)) == len(classes) == DEFAULT_IMAGES
 
