@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -83,9 +82,3 @@ def pca_picture(features: Tensor, grid: tuple[int, int], size: tuple[int, int]) 
     rgb = comps.view(n, grid[0], grid[1], 3).permute(0, 3, 1, 2)  # [N, 3, gh, gw]
     return torch.nn.functional.interpolate(rgb, size=size, mode="nearest")
 
-
-def as_numpy_rgb(picture: Tensor) -> np.ndarray:
-    """[C, H, W] in [0, 1] (C = 1 or 3) -> [H, W, 3] for imshow."""
-    if picture.shape[0] == 1:
-        picture = picture.expand(3, -1, -1)
-    return picture.permute(1, 2, 0).numpy()
