@@ -2,9 +2,9 @@
 
 Stages in pipeline order: ``generate_mask`` (teacher scores, HPM's predicted loss or AttMask's
 [CLS] attention, on the full image or on random partial views, ``mask.teacher_view``, then the
-masking strategy), ``forward_backward`` (the
-reconstruction targets of ``loss.target``, student forward, losses, backward) and
-``optimizer_step`` (clip, AdamW, EMA update of the teacher, which an ``ema`` target also keeps).
+masking strategy; both from :mod:`hpm.masking`), ``forward_backward`` (the reconstruction
+targets of ``loss.target``, student forward, losses, backward) and ``optimizer_step`` (clip,
+AdamW, EMA update of the teacher, which an ``ema`` target also keeps).
 
 With ``train.compile`` the teacher's scoring, the target and the student's forward + losses
 run through ``torch.compile`` (:mod:`hpm.engine.compile`); mask generation, backward, the
