@@ -19,7 +19,7 @@ its resumption and :mod:`.run` its set-up; :mod:`.protocol` is ``hpm eval segmen
 from hpm.eval.segment.data import SegmentData, load_segment_data
 from hpm.eval.segment.metrics import confusion_matrix, segmentation_scores
 from hpm.eval.segment.model import Segmenter, block_indices, build_segmenter
-from hpm.eval.segment.protocol import SegmentOptions, random_init_config, run_segment_eval, segment_dir_of
+from hpm.eval.segment.protocol import SegmentOptions, random_init_config, run_segment_eval
 from hpm.eval.segment.pyramid import FeaturePyramid
 from hpm.eval.segment.recipes import IGNORE_INDEX, RECIPES, SegmentConfig, build_segment_config
 from hpm.eval.segment.run import run_segment
@@ -27,5 +27,5 @@ from hpm.eval.segment.run import run_segment
 __all__ = [
     "IGNORE_INDEX", "RECIPES", "FeaturePyramid", "SegmentConfig", "SegmentData", "SegmentOptions", "Segmenter",
     "block_indices", "build_segment_config", "build_segmenter", "confusion_matrix", "load_segment_data",
-    "random_init_config", "run_segment", "run_segment_eval", "segment_dir_of", "segmentation_scores",
+    "random_init_config", "run_segment", "run_segment_eval", "segmentation_scores",
 ]

@@ -92,6 +92,7 @@ class Segmenter(nn.Module):
         }
 
     def no_weight_decay(self) -> set[str]:
+        """The ViT's parameters without weight decay (position embedding, class token) under ``encoder.``."""
         return {f"encoder.{name}" for name in self.encoder.no_weight_decay()}
 
 

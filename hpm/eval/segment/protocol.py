@@ -19,6 +19,7 @@ from hpm.data import IMAGENET_MEAN, IMAGENET_STD
 from hpm.eval.data import normalisation
 from hpm.eval.encoder import LoadedEncoder, Weights, load_encoder
 from hpm.eval.results import result_path, write_result
+from hpm.eval.run import finetune_dir_of
 from hpm.eval.segment.data import SegmentData, load_segment_data
 from hpm.eval.segment.recipes import SegmentConfig
 from hpm.eval.segment.run import run_segment
@@ -60,12 +61,6 @@ def random_init_config(preset: str | None = None) -> Config:
     return build_config(None, {"model": model, "data": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}})
 
 
-def segment_dir_of(result_file: str | Path) -> Path:
-    """The run directory of a result file: its path without the suffix (``.d`` added without one)."""
-    path = Path(result_file)
-    return path.with_suffix("") if path.suffix else path.with_name(path.name + ".d")
-
-
 def _result_file(path: str | Path | None, enc: LoadedEncoder, opts: SegmentOptions) -> Path:
     if opts.out is not None:
         return Path(opts.out)
@@ -97,9 +92,9 @@ def _load(path: str | Path | None, opts: SegmentOptions) -> tuple[LoadedEncoder,
 def run_segment_eval(path: str | Path | None, opts: SegmentOptions) -> tuple[dict[str, Any], Path | None]:
     """Fine-tune an encoder (or a random one) for segmentation and save the result.
 
-    The run keeps checkpoints in :func:`segment_dir_of` the result file and resumes from them when
-    run again (a finished one only reports its result). Nothing is written before the data are
-    checked.
+    The run keeps checkpoints in the result file's path without ``.json``
+    (:func:`~hpm.eval.run.finetune_dir_of`) and resumes from them when run again (a finished one
+    only reports its result). Nothing is written before the data are checked.
 
     Returns:
         ``(record, file)``: the saved record and the JSON file (None on ranks other than 0).
@@ -113,12 +108,12 @@ def run_segment_eval(path: str | Path | None, opts: SegmentOptions) -> tuple[dic
     try:
         device = resolve_device(opts.device, dist.local_rank)
         if opts.out is not None:
-            check_output_dir(segment_dir_of(opts.out), "--out")  # before anything is loaded
+            check_output_dir(finetune_dir_of(opts.out), "--out")  # before anything is loaded
         enc, data = _load(path, opts)
         target = _result_file(path, enc, opts)
         precision = resolve_precision(opts.recipe.precision if opts.precision == "auto" else opts.precision, device)
         result, _ = run_segment(enc.model, data, opts.recipe, device, precision, dist,
-                                run_dir=segment_dir_of(target), source=_source(enc, data))
+                                run_dir=finetune_dir_of(target), source=_source(enc, data))
         record = {
             "protocol": "segment", "source": enc.describe(), "data": data.describe(), "result": result,
             "device": str(device), "precision": precision, "seconds": round(time.perf_counter() - start, 3),
