@@ -24,14 +24,17 @@ def add_protocol(protocols: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", required=True, help="data in ADE20K's layout (e.g. from `hpm data scenes`)")
     p.add_argument("--reduce-zero-label", action="store_true",
                    help="ADE20K's convention: label 0 is ignored (255), the others drop by one")
-    p.add_argument("--head", choices=["upernet", "linear"], help="UperNet on a feature pyramid (default) or linear on frozen features")
+    p.add_argument("--head", choices=["upernet", "linear"],
+                   help="UperNet on a feature pyramid (default) or linear on frozen features")
     p.add_argument("--recipe", default="small", choices=["small", "ade20k"],
-                   help="small (default: the scenes at 64 px, minutes on a CPU) or ade20k (512 crop, 160k iterations; a GPU recipe)")
+                   help="small (default: the scenes at 64 px, minutes on a CPU) or ade20k (512 crop, 160k "
+                        "iterations; a GPU recipe)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
     p.add_argument("--labels", type=int, metavar="N", help="only N training images (drawn by --seed)")
     p.add_argument("--random-init", action="store_true", help="a randomly initialised encoder (the floor)")
     p.add_argument("--preset", help="architecture of --random-init without PATH (default small)")
-    p.add_argument("--weights", default="student", choices=["student", "teacher"], help="student (default) or HPM's EMA teacher")
+    p.add_argument("--weights", default="student", choices=["student", "teacher"],
+                   help="student (default) or HPM's EMA teacher")
     p.add_argument("--precision", help="auto (default: the recipe's), bf16, fp16 (CUDA) or fp32")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="the labelled images and the random initialisation")

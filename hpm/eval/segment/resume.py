@@ -70,9 +70,11 @@ def check_same_segment(run_dir: Path, state: dict[str, Any], cfg: SegmentConfig,
     """
     saved = {"recipe": {**SegmentConfig().model_dump(mode="json"), **state.get("recipe", {})}, **state.get("setup", {})}
     now = {"recipe": cfg.model_dump(mode="json"), **setup}
-    where = "a finished segmentation fine-tune" if "result" in state else f"a segmentation fine-tune interrupted at step {state['step']}"
+    interrupted = f"a segmentation fine-tune interrupted at step {state['step']}"
+    where = "a finished segmentation fine-tune" if "result" in state else interrupted
     refuse_changed(
         run_dir, f"{where} with another recipe or source",
         changed_keys(saved, now, [f"recipe.{k}" for k in RESUME_FREE_KEYS]),
-        f"Pass another --out (its directory is the result file's path without .json), or delete {run_dir} to start over.",
+        "Pass another --out (its directory is the result file's path without .json), "
+        f"or delete {run_dir} to start over.",
     )

@@ -91,4 +91,5 @@ def test_another_recipe_is_refused_and_a_finished_run_is_reported(
     assert _result(reference) == stored  # train_s included: the stored result
     assert main(_args(encoder_run, scenes, reference, "lr=1e-2")) == 2
     err = capsys.readouterr().err
-    assert "holds a finished segmentation fine-tune with another recipe or source" in err and "recipe.lr: 0.001 -> 0.01" in err
+    assert "holds a finished segmentation fine-tune with another recipe or source" in err
+    assert "recipe.lr: 0.001 -> 0.01" in err

@@ -73,7 +73,9 @@ def test_sizes_that_differ_are_named(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert f"image {root / 'images' / 'training' / '000002.png'} is 32x32 but its annotation {ann} is 32x30" in line
 
 
-def test_a_label_above_the_class_count_names_the_file_and_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_label_above_the_class_count_names_the_file_and_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = write_ade(tmp_path / "ade")
     ann = root / "annotations" / "validation" / "000000.png"
     label = np.zeros((32, 32), dtype=np.uint8)

@@ -55,7 +55,8 @@ def test_two_processes_stopped_by_a_signal_to_one_resume_to_the_uninterrupted_re
 
     env, reference, out = ranks_env(), tmp_path / "ref.json", tmp_path / "seg.json"
     subprocess.run([*TORCHRUN, *args(reference)], env=env, check=True, capture_output=True, timeout=300)
-    proc = subprocess.Popen([*TORCHRUN, *args(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*TORCHRUN, *args(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         ckpts = list_checkpoints(tmp_path / "seg")
