@@ -15,9 +15,7 @@ nothing back to the host: no ``.item()``, no data-dependent shapes (tested).
 from __future__ import annotations
 
 import contextlib
-import time
-from collections import defaultdict
-from typing import ContextManager, Iterator, NamedTuple
+from typing import ContextManager, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +23,7 @@ from torch import Tensor, nn
 from hpm.config import Config
 from hpm.engine.compile import maybe_compile, resolve_compile
 from hpm.engine.ema import EmaUpdater, build_teacher
+from hpm.engine.phase_timer import PhaseTimer
 from hpm.engine.precision import Resolved, autocast, enable_tf32, prefer_fused_attention
 from hpm.engine.ranking import chosen_overlap, masked_spearman, spearman, top_fraction_overlap
 from hpm.errors import ConfigError
@@ -35,33 +34,6 @@ from hpm.masking import (
     score_partial_views,
 )
 from hpm.models.mae import MaskedAutoencoder
-
-
-class PhaseTimer:
-    """Wall time per named phase; synchronises the device around each phase when enabled."""
-
-    def __init__(self, device: torch.device, enabled: bool = False) -> None:
-        self.device = device
-        self.enabled = enabled
-        self.totals: dict[str, float] = defaultdict(float)
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        if not self.enabled:
-            yield
-            return
-        self._sync()
-        start = time.perf_counter()
-        yield
-        self._sync()
-        self.totals[name] += time.perf_counter() - start
-
-    def reset(self) -> None:
-        self.totals.clear()
 
 
 class StudentLosses(NamedTuple):

@@ -94,7 +94,8 @@ def split_images(
                 "choose other images with --indices or replace the file"
             )
         out.append(item[0])
-        names.append(f"{folder_split} #{i}\n{folder.classes[item[1]]}")
+        label = folder.classes[item[1]] if folder.classes else "unlabelled"
+        names.append(f"{folder_split} #{i}\n{label}")
     return out, names
 
 
