@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpm.cli import segment
+from hpm.cli import detect, segment
 from hpm.cli.args import RECIPE_DEFAULT, IntermixedParser, count_or_all, int_list
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ def add_parser(subs: argparse._SubParsersAction) -> None:
         _add_protocol_args(p, name)
         p.set_defaults(func=run)
     segment.add_protocol(protocols)
+    detect.add_protocol(protocols)
 
 
 def _add_source_args(p: argparse.ArgumentParser, name: str) -> None:

@@ -1,0 +1,151 @@
+"""``hpm eval detect``: load the encoder at the image size, check the COCO data, fine-tune, save
+the result JSON, the COCO predictions beside it and the detector in its directory."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hpm.config import Config
+from hpm.engine import distributed as D
+from hpm.engine.logger import setup_logging
+from hpm.engine.outdir import check_output_dir
+from hpm.engine.precision import resolve_device, resolve_precision
+from hpm.errors import ConfigError
+from hpm.eval.data import normalisation
+from hpm.eval.detect.data import DetectData, coco_paths, load_detect_data
+from hpm.eval.detect.export import detector_spec, export_detector
+from hpm.eval.detect.recipes import DetectConfig
+from hpm.eval.detect.run import run_detect
+from hpm.eval.detect.task import PREDICTIONS
+from hpm.eval.encoder import LoadedEncoder, Weights, load_encoder
+from hpm.eval.results import result_path, write_result
+from hpm.eval.run import finetune_dir_of
+from hpm.eval.segment.protocol import random_init_config
+
+
+@dataclass
+class DetectOptions:
+    """What ``hpm eval detect`` can be told besides the recipe.
+
+    Attributes:
+        data_dir: The data in COCO's layout (``images/<split>/``, ``annotations/instances_<split>.json``).
+        train_json: The training split's COCO file instead (with ``train_images``).
+        val_json: The validation split's COCO file instead (with ``val_images``).
+        train_images: The training images' folder.
+        val_images: The validation images' folder.
+        random_init: A randomly initialised encoder of the same architecture (the floor).
+        weights: ``"student"`` or ``"teacher"`` (HPM's EMA teacher).
+        labels: Only this many training images, drawn by ``seed`` (None: all).
+        precision: ``auto`` (the recipe's), ``bf16``, ``fp16`` or ``fp32``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        seed: The labelled images' choice and the random initialisation.
+        out: Result file (default ``PATH/eval/detect[_random_init][_l<N>].json``); the detection
+            directory is its path without ``.json``.
+        cfg: Architecture of a random initialisation without a checkpoint.
+        recipe: The detection recipe.
+    """
+
+    data_dir: str | Path | None = None
+    train_json: str | Path | None = None
+    val_json: str | Path | None = None
+    train_images: str | Path | None = None
+    val_images: str | Path | None = None
+    random_init: bool = False
+    weights: Weights = "student"
+    labels: int | None = None
+    precision: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    out: str | Path | None = None
+    cfg: Config | None = None
+    recipe: DetectConfig = field(default_factory=DetectConfig)
+
+
+def predictions_file(result_file: Path) -> Path:
+    """Where the COCO results go: beside the result file (``X/detect.json`` -> ``X/detect.predictions.json``)."""
+    return result_file.with_name(result_file.stem + ".predictions.json")
+
+
+def _result_file(path: str | Path | None, enc: LoadedEncoder, opts: DetectOptions) -> Path:
+    if opts.out is not None:
+        return Path(opts.out)
+    tag = None if opts.labels is None else f"l{opts.labels}"
+    return result_path("detect", path, enc.weights, "cls", enc.cfg.model.preset, tag)
+
+
+def _source(enc: LoadedEncoder, data: DetectData) -> dict[str, Any]:
+    """What a run is of, compared when it resumes: the encoder (its checkpoint as an absolute path) and the data."""
+    encoder = enc.describe()
+    if encoder["checkpoint"] is not None:
+        encoder["checkpoint"] = str(Path(encoder["checkpoint"]).resolve())
+    return {"encoder": encoder, "data": data.describe()}
+
+
+def _load(path: str | Path | None, opts: DetectOptions) -> tuple[LoadedEncoder, DetectData]:
+    """The encoder at the image size and the checked data (its channels and statistics)."""
+    if path is None and not opts.random_init:
+        raise ConfigError("give a run directory or checkpoint folder to evaluate, or --random-init")
+    paths = coco_paths(opts.data_dir, (opts.train_json, opts.val_json), (opts.train_images, opts.val_images))
+    cfg = opts.cfg if opts.cfg is not None or path is not None else random_init_config()
+    enc = load_encoder(path, opts.random_init, opts.weights, cfg, opts.recipe.image_size, opts.seed)
+    channels = int(enc.cfg.model.in_chans or 3)
+    mean, std = normalisation(enc.cfg.data, channels)
+    return enc, load_detect_data(paths, channels, mean, std, opts.labels, opts.seed)
+
+
+def run_detect_eval(path: str | Path | None, opts: DetectOptions) -> tuple[dict[str, Any], Path | None]:
+    """Fine-tune an encoder (or a random one) as a Mask R-CNN detector and save the result.
+
+    The run keeps checkpoints in the result file's path without ``.json``
+    (:func:`~hpm.eval.run.finetune_dir_of`), resumes from them when run again (a finished one only
+    reports its result) and exports the detector there. Nothing is written before the data are checked.
+
+    Returns:
+        ``(record, file)``: the saved record and the JSON file (None on ranks other than 0).
+
+    Raises:
+        CheckpointError, ConfigError, DataError: With a message that says what to fix.
+    """
+    start = time.perf_counter()
+    dist = D.init_distributed("cuda" if torch.cuda.is_available() and opts.device != "cpu" else "cpu")
+    setup_logging(dist.is_main)
+    try:
+        device = resolve_device(opts.device, dist.local_rank)
+        if opts.out is not None:
+            check_output_dir(finetune_dir_of(opts.out), "--out")  # before anything is loaded
+        enc, data = _load(path, opts)
+        target = _result_file(path, enc, opts)
+        run_dir = finetune_dir_of(target)
+        precision = resolve_precision(opts.recipe.precision if opts.precision == "auto" else opts.precision, device)
+        result, model = run_detect(enc.model, data, opts.recipe, device, precision, dist, run_dir=run_dir,
+                                   source=_source(enc, data))
+        record = {
+            "protocol": "detect", "source": enc.describe(), "data": data.describe(), "result": result,
+            "device": str(device), "precision": precision, "seconds": round(time.perf_counter() - start, 3),
+        }
+        if not dist.is_main:
+            return record, None
+        spec = detector_spec(enc.model.cfg, opts.recipe, data.val.categories, data.mean, data.std)
+        record["export"] = str(export_detector(model, spec, run_dir, {"run_dir": str(run_dir), "steps": result["steps"],
+                                                                      "encoder": enc.describe()}))
+        record["predictions"] = str(predictions_file(target))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run_dir / PREDICTIONS, predictions_file(target))
+        return record, write_result(target, record)
+    finally:
+        D.shutdown_distributed()
+
+
+def summary_line(record: dict[str, Any], file: Path) -> str:
+    """One console line: the scores, the data, what was evaluated, the time and the file."""
+    res, src, data = record["result"], record["source"], record["data"]
+    what = "random init" if src["random_init"] else f"{src['weights']} @ step {src['step']}"
+    return (f"detection box AP {100 * res['box']['AP']:.1f}, mask AP {100 * res['mask']['AP']:.1f} "
+            f"({res['epochs']} epochs, final loss {res['final_loss']:.4f}) | {data['num_train']} train / "
+            f"{data['num_val']} val | {what} | {record['seconds']:.1f} s -> {file}")

@@ -1,0 +1,186 @@
+"""Detection fine-tuning as a task of the run engine: Mask R-CNN's losses, backward, step.
+
+:class:`Detecting` holds what :func:`~hpm.eval.detect.run.setup` built and gives
+:mod:`hpm.engine.loop` the pieces of the :class:`~hpm.engine.loop.Task` protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from pycocotools.coco import COCO
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from hpm.data.distributed_sampler import ResumableDistributedSampler
+from hpm.engine import distributed as D
+from hpm.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from hpm.engine.clock import TrainClock
+from hpm.engine.integrity import write_durable
+from hpm.engine.logger import LOG
+from hpm.engine.loop import non_finite_loss, write_checkpoint
+from hpm.engine.precision import Resolved, autocast
+from hpm.eval.detect.coco_eval import coco_scores, predict
+from hpm.eval.detect.data import DetectData
+from hpm.eval.detect.recipes import DetectConfig
+
+KEEP_CKPTS = 2  # checkpoints kept in a detection directory (the newest)
+PREDICTIONS = "predictions.json"  # the last evaluation's COCO results, in the detection directory
+
+
+@dataclass
+class Detecting:
+    """The detection task: what the loop needs and where it stands."""
+
+    cfg: DetectConfig
+    data: DetectData
+    device: torch.device
+    precision: Resolved
+    dist: D.DistInfo
+    model: nn.Module  # the Detector (unwrapped)
+    ddp: DistributedDataParallel | None
+    sampler: ResumableDistributedSampler
+    loader: DataLoader
+    val_set: Dataset
+    ground_truth: COCO  # the validation split
+    optimizer: torch.optim.Optimizer
+    schedule: Any  # timm MultiStepLRScheduler, stepped per optimizer step
+    scaler: torch.amp.GradScaler | None
+    steps_per_epoch: int
+    epochs: int
+    run_dir: Path | None  # the detection directory (None: no checkpoints)
+    setup: dict[str, Any]  # what is fine-tuned, and how (compared on resume; JSON types)
+    step: int = 0  # optimizer steps done
+    loss_sum: float = 0.0  # this rank's training loss since the last evaluation
+    loss_n: int = 0  # batches in loss_sum
+    history: list[dict[str, Any]] = field(default_factory=list)
+    clock: TrainClock = field(default_factory=TrainClock)
+    last_ckpt: Path | None = None  # rank 0 only
+    last_ckpt_step: int | None = None  # every rank
+    result: dict[str, Any] | None = None  # set when the last epoch is done
+    resume_rng: dict[str, Any] | None = None  # this rank's RNG states to restore as the first epoch starts
+    what: str = "detection fine-tune"
+
+    @property
+    def ckpt_every_steps(self) -> int:
+        return self.cfg.ckpt_every_steps or 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+    def start_epoch(self, epoch: int, first: int) -> Iterator[Any]:
+        """The epoch's batch iterator; a resumed run restores its RNG states where the uninterrupted
+        run stood (see :meth:`hpm.eval.segment.task.Segmenting.start_epoch`)."""
+        self.sampler.set_epoch(epoch)
+        self.sampler.set_start(first * self.cfg.batch_size)
+        resume_rng, self.resume_rng = self.resume_rng, None
+        before = resume_rng is not None and first == 0 and self.cfg.num_workers == 0
+        if before:
+            set_rng_state(resume_rng)  # type: ignore[arg-type]
+        batches = iter(self.loader)
+        if resume_rng is not None and not before:
+            set_rng_state(resume_rng)
+        return batches
+
+    def train_step(self, batches: Iterator[Any], epoch: int, bar: tqdm) -> None:
+        """One optimizer step: Mask R-CNN's summed losses (RPN, box, class, mask), backward, clip, step."""
+        self.schedule.step_update(self.step)
+        images, targets = next(batches)  # lists: [C, S, S] float; boxes [K, 4], labels [K], masks [K, S, S]
+        images = [image.to(self.device, non_blocking=True) for image in images]
+        targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
+        with autocast(self.device, self.precision):
+            losses = (self.ddp or self.model)(images, targets)
+        loss = sum(v.float() for v in losses.values())
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        self.loss_sum += float(loss.detach())
+        self.loss_n += 1
+        if not math.isfinite(self.loss_sum):
+            raise non_finite_loss("detection loss", self.step, epoch, self.last_ckpt)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.cfg.clip_grad is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        bar.set_postfix(loss=f"{self.loss_sum / self.loss_n:.4f}", lr=f"{self.optimizer.param_groups[-1]['lr']:.2e}")
+
+    def end_of_epoch(self, epoch: int) -> None:
+        """Evaluate every ``eval_every`` epochs and after the last one (writing its predictions to the
+        detection directory), then checkpoint (the last epoch's checkpoint holds the result)."""
+        cfg = self.cfg
+        last = epoch + 1 == self.epochs
+        if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
+            results = predict(self.model, self.val_set, self.data.cat_ids, self.device, self.precision, self.dist)
+            scores = coco_scores(self.ground_truth, results) if self.dist.is_main else {}
+            scores = D.all_gather_objects(scores)[0]
+            mean_loss = torch.tensor([self.loss_sum / max(self.loss_n, 1)], device=self.device)  # [1]
+            train_loss = float(D.all_reduce_mean(mean_loss)[0])
+            self.history.append({"epoch": epoch + 1, "train_loss": train_loss, "box_ap": scores["box"]["AP"],
+                                 "mask_ap": scores["mask"]["AP"]})
+            LOG.info("detection epoch %d/%d: train loss %.4f, box AP %.3f, mask AP %.3f", epoch + 1, self.epochs,
+                     train_loss, scores["box"]["AP"], scores["mask"]["AP"])
+            self.loss_sum, self.loss_n = 0.0, 0
+            if last:
+                if self.run_dir is not None and self.dist.is_main:
+                    write_durable(self.run_dir / PREDICTIONS, json.dumps(results).encode())
+                self.result = self.summary(scores, len(results))
+        if self.run_dir is not None:
+            write_checkpoint(self)
+
+    def check_finite(self) -> None:
+        """Nothing to do: :meth:`train_step` checks the loss of every step."""
+
+    def summary(self, scores: dict[str, Any], detections: int) -> dict[str, Any]:
+        """The run's result (after its last epoch): the last scores, the history and the recipe."""
+        return {
+            **scores,
+            "detections": detections,
+            "final_loss": self.history[-1]["train_loss"],
+            "history": self.history,
+            "steps": self.step,
+            "epochs": self.epochs,
+            "effective_batch": self.cfg.batch_size * self.dist.world_size,
+            "num_train": len(self.data.train.images),
+            "num_val": len(self.data.val.images),
+            "train_s": round(self.clock.seconds(), 3),
+            "recipe": self.cfg.model_dump(mode="json"),
+            "world_size": self.dist.world_size,
+            "precision": self.precision,
+        }
+
+    def rank_state(self) -> dict[str, Any]:
+        """This rank's RNG states and running loss sums."""
+        return {"rng": rng_state(), "loss_sum": self.loss_sum, "loss_n": self.loss_n}
+
+    def save(self, ranks: list[Any]) -> Path:
+        """Rank 0: the model, optimizer, grad scaler, history, every rank's state and the recipe."""
+        assert self.run_dir is not None
+        state = {
+            "kind": "detect",
+            "recipe": self.cfg.model_dump(mode="json"),
+            "setup": self.setup,
+            "epoch": self.step // self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "history": self.history,
+            "ranks": ranks,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "train_time_s": self.clock.seconds(),
+        }
+        if self.result is not None:
+            state["result"] = self.result
+        return save_checkpoint(self.run_dir, self.step, self.model, None, state, KEEP_CKPTS)
