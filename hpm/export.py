@@ -35,7 +35,8 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from hpm.config import Config
-from hpm.engine.checkpoint import atomic_write_text, latest_checkpoint, load_state, load_weights, resolve_checkpoint
+from hpm.engine.checkpoint import latest_checkpoint, load_state, load_weights, resolve_checkpoint
+from hpm.io import atomic_write_text
 from hpm.errors import CheckpointError
 from hpm.eval.data import normalisation
 from hpm.eval.encoder import load_model_from_checkpoint

@@ -42,7 +42,6 @@ from hpm.engine.integrity import (
 )
 from hpm.engine.logger import LOG
 from hpm.errors import CheckpointDamaged, CheckpointError, DiskFullError
-from hpm.io import atomic_write_text  # noqa: F401 - re-exported: writers of run files import it from here
 
 CKPT_DIR = "checkpoints"
 DAMAGED_DIR = "damaged"  # inside CKPT_DIR: checkpoints that failed verification, moved aside

@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from hpm.engine.checkpoint import atomic_write_text
+from hpm.io import atomic_write_text
 
 RANDOM_INIT_DIR = Path("runs") / "random_init"
 

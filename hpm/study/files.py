@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hpm.engine.checkpoint import atomic_write_text
+from hpm.io import atomic_write_text
 from hpm.study.spec import StudySpec
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from hpm.engine.checkpoint import atomic_write_text
+from hpm.io import atomic_write_text
 from hpm.engine.logger import LOG
 from hpm.study.cells import fmt, signed
 from hpm.study.collect import collect

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from hpm.engine.checkpoint import atomic_write_text
+from hpm.io import atomic_write_text
 from hpm.engine.logger import LOG, setup_logging
 from hpm.errors import ConfigError
 from hpm.study.archive import archived_runs

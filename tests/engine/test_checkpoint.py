@@ -12,7 +12,6 @@ import torch
 from hpm.config import build_config
 from hpm.engine.checkpoint import (
     CKPT_DIR,
-    atomic_write_text,
     latest_checkpoint,
     list_checkpoints,
     load_state,
@@ -24,6 +23,7 @@ from hpm.engine.checkpoint import (
 )
 from hpm.engine.ema import build_teacher
 from hpm.errors import CheckpointError
+from hpm.io import atomic_write_text
 from hpm.models import build_model
 
 

@@ -45,7 +45,7 @@ top-1 and spec), :mod:`.task` (one step, end of epoch, checkpoint contents), :mo
 from hpm.eval.finetune.classifier import classifier_spec, evaluate_classifier
 from hpm.eval.finetune.resume import RESUME_FREE_KEYS, check_same_finetune
 from hpm.eval.finetune.run import run_finetune
-from hpm.eval.finetune.task import KEEP_CKPTS
+from hpm.engine.supervised import KEEP_CKPTS
 from hpm.eval.recipes import RECIPES, FinetuneConfig, build_finetune_config
 
 __all__ = [

@@ -5,11 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hpm.engine.checkpoint import load_newest_on_every_rank, load_state, load_weights
-from hpm.engine.clock import TrainClock
-from hpm.engine.logger import LOG
-from hpm.engine.resume import changed_keys, refuse_changed
-from hpm.errors import CheckpointError
+from hpm.engine import supervised
 from hpm.eval.finetune.task import Finetuning
 from hpm.eval.recipes import FinetuneConfig
 
@@ -20,68 +16,17 @@ RESUME_FREE_KEYS = ("ckpt_every_steps", "num_workers", "eval_batch_size")
 
 
 def resume(run: Finetuning) -> None:
-    """Load the newest checkpoint of ``run.run_dir`` (if any) after checking it is this fine-tune.
-
-    Restores the weights, optimizer, grad scaler, step, history, running loss sums, training
-    seconds and (as the first epoch starts) this rank's RNG states; a finished fine-tune gets its
-    stored ``result`` (and its final weights) only.
-
-    Raises:
-        ConfigError: The checkpoint is of another recipe, source, process count or precision.
-        CheckpointError: The checkpoint is unreadable or not a fine-tune's.
-    """
-    if run.run_dir is None:
-        return
-    run_dir = run.run_dir
-
-    def load(ckpt: Path) -> dict[str, Any]:
-        state = load_state(ckpt)
-        if state.get("kind") != "finetune":
-            raise CheckpointError(
-                f"{ckpt} is not a fine-tune checkpoint (it has no kind 'finetune'); {run_dir} is a fine-tune "
-                "directory: pass another --out (the result file names the directory)"
-            )
-        check_same_finetune(run_dir, state, run.cfg, run.setup)
-        load_weights(run.model, ckpt / "model.safetensors")
-        return state
-
-    found = load_newest_on_every_rank(run_dir, load, run.dist.is_main)
-    if found is None:
-        return
-    ckpt, state = found
-    run.step, run.history = int(state["step"]), list(state["history"])
-    run.last_ckpt, run.last_ckpt_step = ckpt, run.step
-    if "result" in state:
-        run.result = state["result"]
-        LOG.info("the fine-tune in %s is finished (step %d): its result is reported without training; delete %s "
-                 "to fine-tune again", run_dir, run.step, run_dir)
-        return
-    run.optimizer.load_state_dict(state["optimizer"])
-    if run.scaler is not None and state.get("scaler") is not None:
-        run.scaler.load_state_dict(state["scaler"])
-    mine = state["ranks"][run.dist.rank]
-    run.loss_sum, run.loss_n = float(mine["loss_sum"]), int(mine["loss_n"])
-    run.clock = TrainClock(float(state.get("train_time_s", 0.0)))
-    run.resume_rng = mine["rng"]
-    LOG.info("resuming the fine-tune from %s (step %d of %d)", ckpt, run.step, run.total_steps)
+    """Restore ``run`` from the newest checkpoint of its directory, if it holds this fine-tune
+    (:func:`hpm.engine.supervised.resume`)."""
+    supervised.resume(run, "finetune", "fine-tune", lambda run_dir, state: check_same_finetune(
+        run_dir, state, run.cfg, run.setup))
 
 
 def check_same_finetune(run_dir: Path, state: dict[str, Any], cfg: FinetuneConfig, setup: dict[str, Any]) -> None:
-    """Refuse to resume (or report) a fine-tune of another recipe or source.
-
-    Compared: every recipe key but :data:`RESUME_FREE_KEYS` (a key the checkpoint lacks takes its
-    default), what was fine-tuned (``setup["source"]``), the number of processes and the precision.
+    """Refuse to resume (or report) a fine-tune of another recipe or source (every recipe key but
+    :data:`RESUME_FREE_KEYS`, what was fine-tuned, the process count and the precision).
 
     Raises:
         ConfigError: Naming each differing key with both values, and what to do.
     """
-    defaults = FinetuneConfig().model_dump(mode="json")
-    saved = {"recipe": {**defaults, **state.get("recipe", {})}, **state.get("setup", {})}
-    now = {"recipe": cfg.model_dump(mode="json"), **setup}
-    where = "a finished fine-tune" if "result" in state else f"a fine-tune interrupted at step {state['step']}"
-    refuse_changed(
-        run_dir, f"{where} with another recipe or source",
-        changed_keys(saved, now, [f"recipe.{k}" for k in RESUME_FREE_KEYS]),
-        "Pass another --out for the new fine-tune (its directory is the result file's path without .json), "
-        f"or delete {run_dir} to start over.",
-    )
+    supervised.check_same(run_dir, state, cfg, setup, "fine-tune", RESUME_FREE_KEYS)

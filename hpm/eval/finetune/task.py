@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
-from hpm.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from hpm.engine import supervised
+from hpm.engine.checkpoint import set_rng_state
 from hpm.engine.clock import TrainClock
 from hpm.engine.logger import LOG
 from hpm.engine.loop import non_finite_loss, write_checkpoint
@@ -31,7 +32,6 @@ from hpm.eval.data import EvalData
 from hpm.eval.finetune.classifier import evaluate_classifier
 from hpm.eval.recipes import FinetuneConfig
 
-KEEP_CKPTS = 2  # checkpoints kept in a fine-tune directory (the newest)
 
 
 @dataclass
@@ -186,24 +186,9 @@ class Finetuning:
 
     def rank_state(self) -> dict[str, Any]:
         """This rank's RNG states and running loss sums."""
-        return {"rng": rng_state(), "loss_sum": self.loss_sum, "loss_n": self.loss_n}
+        return supervised.rank_state(self)
 
     def save(self, ranks: list[Any]) -> Path:
-        """Rank 0: the classifier, optimizer, grad scaler, history, every rank's state and the recipe."""
-        assert self.run_dir is not None
-        state = {
-            "kind": "finetune",
-            "recipe": self.cfg.model_dump(mode="json"),
-            "setup": self.setup,
-            "classifier": self.classifier,
-            "epoch": self.step // self.steps_per_epoch,
-            "total_steps": self.total_steps,
-            "history": self.history,
-            "ranks": ranks,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "train_time_s": self.clock.seconds(),
-        }
-        if self.result is not None:
-            state["result"] = self.result
-        return save_checkpoint(self.run_dir, self.step, self.model, None, state, KEEP_CKPTS)
+        """Rank 0: the classifier, optimizer, grad scaler, history, every rank's state, the recipe
+        and how timm rebuilds the classifier."""
+        return supervised.save(self, "finetune", ranks, classifier=self.classifier)

@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
-from hpm.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from hpm.engine import supervised
+from hpm.engine.checkpoint import set_rng_state
 from hpm.engine.clock import TrainClock
 from hpm.engine.logger import LOG
 from hpm.engine.loop import non_finite_loss, write_checkpoint
@@ -29,7 +30,6 @@ from hpm.eval.segment.data import SegmentData
 from hpm.eval.segment.inference import evaluate_segmenter
 from hpm.eval.segment.recipes import SegmentConfig
 
-KEEP_CKPTS = 2  # checkpoints kept in a segmentation directory (the newest)
 
 
 @dataclass
@@ -155,23 +155,8 @@ class Segmenting:
 
     def rank_state(self) -> dict[str, Any]:
         """This rank's RNG states and running loss sums."""
-        return {"rng": rng_state(), "loss_sum": self.loss_sum, "loss_n": self.loss_n}
+        return supervised.rank_state(self)
 
     def save(self, ranks: list[Any]) -> Path:
         """Rank 0: the model, optimizer, grad scaler, history, every rank's state and the recipe."""
-        assert self.run_dir is not None
-        state = {
-            "kind": "segment",
-            "recipe": self.cfg.model_dump(mode="json"),
-            "setup": self.setup,
-            "epoch": self.step // self.steps_per_epoch,
-            "total_steps": self.total_steps,
-            "history": self.history,
-            "ranks": ranks,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "train_time_s": self.clock.seconds(),
-        }
-        if self.result is not None:
-            state["result"] = self.result
-        return save_checkpoint(self.run_dir, self.step, self.model, None, state, KEEP_CKPTS)
+        return supervised.save(self, "segment", ranks)

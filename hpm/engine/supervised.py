@@ -1,0 +1,165 @@
+"""What every supervised fine-tune shares on top of the run loop: its checkpoint contents, its
+resumption and refusal, and the run around the loop (output check, lock, log, resume, clean-up).
+
+A supervised task (classification, segmentation, detection, ...) is a :class:`~hpm.engine.loop.Task`
+that also holds ``cfg`` (its recipe, a pydantic model), ``setup`` (what is fine-tuned, JSON
+types), ``model``, ``optimizer``, ``scaler``, ``loader``, ``history``, ``result``, the running
+``loss_sum`` / ``loss_n`` and ``resume_rng``; its checkpoints carry a ``kind`` that names the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from hpm.engine import distributed as D
+from hpm.engine.checkpoint import load_newest_on_every_rank, load_state, load_weights, rng_state, save_checkpoint
+from hpm.engine.clock import TrainClock
+from hpm.engine.lock import RunDirLock
+from hpm.engine.logger import LOG, log_run_failure, log_to_file, stop_logging_to
+from hpm.engine.loop import run_epochs
+from hpm.engine.outdir import check_output_dir
+from hpm.engine.resume import changed_keys, refuse_changed
+from hpm.engine.shutdown import close_loader, reap_daemons_at_exit
+from hpm.errors import CheckpointError
+
+KEEP_CKPTS = 2  # checkpoints kept in a fine-tune directory (the newest)
+
+
+def rank_state(run: Any) -> dict[str, Any]:
+    """This rank's RNG states and running loss sums (its part of a checkpoint)."""
+    return {"rng": rng_state(), "loss_sum": run.loss_sum, "loss_n": run.loss_n}
+
+
+def save(run: Any, kind: str, ranks: list[Any], **extra: Any) -> Path:
+    """Rank 0: the model, optimizer, grad scaler, history, every rank's state, the recipe and what
+    was fine-tuned (plus ``extra`` keys), and the result once there is one."""
+    assert run.run_dir is not None
+    state = {
+        "kind": kind,
+        "recipe": run.cfg.model_dump(mode="json"),
+        "setup": run.setup,
+        **extra,
+        "epoch": run.step // run.steps_per_epoch,
+        "total_steps": run.total_steps,
+        "history": run.history,
+        "ranks": ranks,
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "train_time_s": run.clock.seconds(),
+    }
+    if run.result is not None:
+        state["result"] = run.result
+    return save_checkpoint(run.run_dir, run.step, run.model, None, state, KEEP_CKPTS)
+
+
+def check_same(run_dir: Path, state: dict[str, Any], cfg: Any, setup: dict[str, Any], what: str,
+               free: Iterable[str] = ()) -> None:
+    """Refuse to resume (or report) a ``what`` of another recipe or source.
+
+    Compared: every recipe key but ``free`` (a key the checkpoint lacks takes its default), what
+    was fine-tuned (``setup["source"]``), the number of processes and the precision.
+
+    Raises:
+        ConfigError: Naming each differing key with both values, and what to do.
+    """
+    saved = {"recipe": {**type(cfg)().model_dump(mode="json"), **state.get("recipe", {})}, **state.get("setup", {})}
+    now = {"recipe": cfg.model_dump(mode="json"), **setup}
+    where = f"a finished {what}" if "result" in state else f"a {what} interrupted at step {state['step']}"
+    refuse_changed(
+        run_dir, f"{where} with another recipe or source", changed_keys(saved, now, [f"recipe.{k}" for k in free]),
+        f"Pass another --out for the new {what} (its directory is the result file's path without .json), "
+        f"or delete {run_dir} to start over.",
+    )
+
+
+def resume(run: Any, kind: str, what: str, check: Callable[[Path, dict[str, Any]], None]) -> None:
+    """Load the newest checkpoint of ``run.run_dir`` (if any) after ``check(run_dir, state)``.
+
+    Restores the weights, optimizer, grad scaler, step, history, running loss sums, training
+    seconds and (as the first epoch starts) this rank's RNG states; a finished run gets its stored
+    ``result`` (and its final weights) only.
+
+    Raises:
+        ConfigError: From ``check``: another recipe, source, process count or precision.
+        CheckpointError: The checkpoint is unreadable or not of ``kind``.
+    """
+    if run.run_dir is None:
+        return
+    run_dir = run.run_dir
+
+    def load(ckpt: Path) -> dict[str, Any]:
+        state = load_state(ckpt)
+        if state.get("kind") != kind:
+            raise CheckpointError(
+                f"{ckpt} is not a {what} checkpoint (it has no kind {kind!r}); {run_dir} is a {what} "
+                "directory: pass another --out (the result file names the directory)"
+            )
+        check(run_dir, state)
+        load_weights(run.model, ckpt / "model.safetensors")
+        return state
+
+    found = load_newest_on_every_rank(run_dir, load, run.dist.is_main)
+    if found is None:
+        return
+    ckpt, state = found
+    run.step, run.history = int(state["step"]), list(state["history"])
+    run.last_ckpt, run.last_ckpt_step = ckpt, run.step
+    if "result" in state:
+        run.result = state["result"]
+        LOG.info("the %s in %s is finished (step %d): its result is reported without training; delete %s "
+                 "to train again", what, run_dir, run.step, run_dir)
+        return
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.scaler is not None and state.get("scaler") is not None:
+        run.scaler.load_state_dict(state["scaler"])
+    mine = state["ranks"][run.dist.rank]
+    run.loss_sum, run.loss_n = float(mine["loss_sum"]), int(mine["loss_n"])
+    run.clock = TrainClock(float(state.get("train_time_s", 0.0)))
+    run.resume_rng = mine["rng"]
+    LOG.info("resuming the %s from %s (step %d of %d)", what, ckpt, run.step, run.total_steps)
+
+
+def run_supervised(
+    build: Callable[[], Any], resume_run: Callable[[Any], None], log_header: Callable[[Any], None],
+    run_dir: Path | None, dist: D.DistInfo, progress: bool = True,
+) -> Any:
+    """Check ``run_dir`` can be written, hold its lock, build the task, resume it, train it with
+    :func:`~hpm.engine.loop.run_epochs` (unless it is finished) and return it.
+
+    Args:
+        build: Sets the task up (seeds, model, data, optimizer); called once, inside the lock.
+        resume_run: Restores the task from ``run_dir`` (e.g. :func:`resume` with its kind).
+        log_header: Logs what is trained, once it is known not to be finished.
+        run_dir: The task's directory (None: no checkpoints, no resumption, no stop signals).
+        dist: This process's place in a torchrun job.
+        progress: Show a progress bar (rank 0).
+    """
+    reap_daemons_at_exit()
+    if run_dir is not None:
+        check_output_dir(run_dir, "--out")
+    run = None
+    try:
+        with RunDirLock(run_dir, dist.is_main) if run_dir is not None else nullcontext():
+            if run_dir is not None and dist.is_main and (run_dir / "train.log").is_file():
+                log_to_file(run_dir / "train.log")  # a resume: its warnings, and a refusal, reach the log
+            run = build()
+            resume_run(run)
+            if run.result is None:
+                if run_dir is not None and dist.is_main:
+                    log_to_file(run_dir / "train.log")
+                log_header(run)
+                run.clock = TrainClock(run.clock.before)  # training time starts now (plus earlier invocations')
+                run_epochs(run, progress)
+        assert run.result is not None  # the last epoch sets it
+        return run
+    except BaseException as exc:
+        log_run_failure(exc)
+        raise
+    finally:
+        if run is not None:
+            close_loader(run.loader)
+        if run_dir is not None:
+            stop_logging_to(run_dir / "train.log")  # the next fine-tune of a study logs to its own
