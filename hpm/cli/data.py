@@ -78,9 +78,44 @@ def scenes(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_moving(actions: argparse._SubParsersAction) -> None:
+    """Register ``hpm data moving OUT``."""
+    m = actions.add_parser(
+        "moving", help="write Moving Fashion-MNIST clips as lossless video files (labels: motion and class)",
+        description="Moves 1-2 Fashion-MNIST items, bouncing off the edges, over a black canvas (training clips "
+                    "from its train split, validation clips from its test split) and writes "
+                    "OUT/{train,val}/<motion direction>/clip_NNNNNN.mkv (FFV1, lossless) plus OUT/{train,val}.json "
+                    "with each clip's motion (8 directions of the first item) and item classes. The class folders "
+                    "are the motions, so the clip data set reads the temporal task. The same seed writes the same clips.",
+    )
+    m.add_argument("out", metavar="OUT", help="output folder (created; must be empty unless --overwrite)")
+    m.add_argument("--num-train", type=int, default=5_000, help="training clips (default 5000)")
+    m.add_argument("--num-val", type=int, default=1_000, help="validation clips (default 1000)")
+    m.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    m.add_argument("--size", type=int, default=32, help="frame side in pixels (default 32)")
+    m.add_argument("--seed", type=int, default=0, help="seeds every clip with its split and index (default 0)")
+    m.add_argument("--data-root", help="Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist)")
+    m.add_argument("--overwrite", action="store_true", help="replace the clips of a data set already in OUT")
+    m.set_defaults(func=moving)
+
+
+def moving(args: argparse.Namespace) -> int:
+    """``hpm data moving OUT``: the Moving Fashion-MNIST clips (:mod:`hpm.data.video.write`)."""
+    from hpm.config import FASHION_MNIST_ROOT
+    from hpm.data.video.write import MovingOptions, write_moving
+
+    options = MovingOptions(num_train=args.num_train, num_val=args.num_val, frames=args.frames, size=args.size,
+                            seed=args.seed)
+    summary = write_moving(args.out, options, root=args.data_root or FASHION_MNIST_ROOT, overwrite=args.overwrite)
+    counts = ", ".join(f"{split} {n} clips" for split, n in summary.clips.items())
+    print(f"wrote {summary.out}: {counts} of {options.frames} frames at {options.size} px")
+    return 0
+
+
 ACTIONS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_pack,
     add_scenes,
+    add_moving,
 )
 
 

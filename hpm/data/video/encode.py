@@ -14,7 +14,8 @@ _PIXEL_FORMAT = {1: "gray", 3: "bgr0"}  # FFV1's lossless 8-bit formats for grey
 
 
 def write_video(path: str | Path, frames: torch.Tensor, fps: int = 8) -> None:
-    """Encode frames losslessly (FFV1): decoding the file gives back exactly these frames.
+    """Encode frames losslessly (FFV1): decoding the file gives back exactly these frames, and
+    the same frames give the same bytes.
 
     Args:
         path: The ``.mkv`` file to write.
@@ -32,7 +33,9 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: int = 8) -> None:
         from torchcodec.encoders import VideoEncoder
 
         encoder = VideoEncoder(rgb, frame_rate=fps)
-        encoder.to_file(str(path), codec="ffv1", pixel_format=_PIXEL_FORMAT[channels])
+        # bitexact: no random segment id or library version in the file, so equal frames give equal bytes
+        encoder.to_file(str(path), codec="ffv1", pixel_format=_PIXEL_FORMAT[channels],
+                        extra_options={"fflags": "+bitexact"})
     except Exception as exc:  # noqa: BLE001
         missing = ffmpeg_error(exc)
         if missing is None:

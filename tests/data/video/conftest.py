@@ -23,7 +23,9 @@ def _ffmpeg_works() -> bool:
 
 
 HAVE_FFMPEG = _ffmpeg_works()
-needs_ffmpeg = pytest.mark.skipif(not HAVE_FFMPEG, reason="torchcodec cannot load FFmpeg: apt-get install ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(
+    not HAVE_FFMPEG, reason="torchcodec cannot load FFmpeg: apt-get install ffmpeg"
+)
 
 
 def index_frames(num_frames: int, size: int = 16, channels: int = 1, step: int = 10) -> torch.Tensor:

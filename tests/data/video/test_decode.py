@@ -37,7 +37,8 @@ def test_bad_clip_settings_are_config_errors() -> None:
 @needs_ffmpeg
 @pytest.mark.parametrize("channels", [1, 3])
 def test_a_written_video_decodes_to_its_frames_exactly(tmp_path: Path, channels: int) -> None:
-    frames = torch.from_numpy(np.random.default_rng(channels).integers(0, 256, (8, channels, 32, 32), dtype=np.uint8))
+    rng = np.random.default_rng(channels)
+    frames = torch.from_numpy(rng.integers(0, 256, (8, channels, 32, 32), dtype=np.uint8))
     path = tmp_path / "clip.mkv"
     write_video(path, frames)
     assert video_length(path) == 8
@@ -49,7 +50,8 @@ def test_a_written_video_decodes_to_its_frames_exactly(tmp_path: Path, channels:
 def test_grey_frames_read_as_rgb_repeat_the_grey(tmp_path: Path) -> None:
     frames = index_frames(4, channels=1, step=60)  # values 0, 60, 120, 180
     write_video(tmp_path / "grey.mkv", frames)
-    assert torch.equal(read_frames(tmp_path / "grey.mkv", np.arange(4), channels=3), frames.expand(-1, 3, -1, -1))
+    rgb = read_frames(tmp_path / "grey.mkv", np.arange(4), channels=3)  # [4, 3, 16, 16]
+    assert torch.equal(rgb, frames.expand(-1, 3, -1, -1))
 
 
 @needs_ffmpeg
@@ -58,7 +60,8 @@ def test_read_clip_takes_t_frames_at_the_stride(tmp_path: Path) -> None:
     centre = read_clip(tmp_path / "count.mkv", num_frames=4, stride=3, rng=None, channels=1)  # [4, 1, 16, 16]
     start = (20 - 10) // 2
     assert centre[:, 0, 0, 0].tolist() == [10 * (start + 3 * k) for k in range(4)]
-    random = read_clip(tmp_path / "count.mkv", num_frames=4, stride=3, rng=np.random.default_rng(1), channels=1)
+    rng = np.random.default_rng(1)
+    random = read_clip(tmp_path / "count.mkv", num_frames=4, stride=3, rng=rng, channels=1)
     first = int(random[0, 0, 0, 0]) // 10
     assert random[:, 0, 0, 0].tolist() == [10 * (first + 3 * k) for k in range(4)]
 

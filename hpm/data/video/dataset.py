@@ -1,0 +1,122 @@
+"""Video clips on disk: ``root/<split>/<class_name>/<video files>`` (``.mp4``, ``.webm``,
+``.avi``, ``.mkv``), sampled as VideoMAE samples them (see :mod:`hpm.data.video.sampling`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hpm.data.folder import Unreadable
+from hpm.data.folder_index import walk_split
+from hpm.data.video.augment import build_clip_transform
+from hpm.data.video.decode import VIDEO_EXTENSIONS, UnreadableVideo, read_clip
+from hpm.errors import DataError
+
+_LOG = logging.getLogger(__name__)
+_LAYOUT = "expected layout: ROOT/<split>/<class_name>/<video files> (e.g. ROOT/train/jump/001.mp4)"
+
+
+def is_video_file(name: str) -> bool:
+    """Whether a file name is a video file the clip data set reads (by extension)."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
+class VideoClipDataset(Dataset):
+    """Clips of the videos in ``root/<split>/<class_name>/``; unreadable files give :class:`Unreadable`.
+
+    Each item is ``num_frames`` frames ``stride`` apart, from a random start in training and
+    the centre in evaluation, under one random resized crop and flip for the whole clip
+    (training) or a resize and centre crop (evaluation). Labels are indices into the sorted
+    class folder names. Indexed with ``(index, sample_seed)`` (as ``GlobalBatchSampler``
+    yields), the start, crop and flip depend only on the seed; with a plain ``int`` they come
+    from torch's generator.
+
+    Args:
+        root: The data set root.
+        split: Split folder to read (``"train"``, ``"val"``).
+        num_frames: Frames per clip (16 for VideoMAE).
+        stride: Frames between two clip frames (4 for Kinetics, 2 for Something-Something).
+        size: Side of the output frames in pixels.
+        train: Random start, crop and flip; defaults to ``split == "train"``.
+        channels: 1 (luma) or 3 (RGB).
+        crop_scale: Range of the crop's area as a fraction of the frame (training).
+        mean: Per-channel mean to normalise with; None keeps [0, 1].
+        std: Per-channel standard deviation to normalise with.
+
+    Raises:
+        DataError: The split folder is missing or holds no class folders or no video files.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        num_frames: int = 16,
+        stride: int = 4,
+        size: int = 224,
+        train: bool | None = None,
+        channels: int = 3,
+        crop_scale: tuple[float, float] = (0.2, 1.0),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        if channels not in (1, 3):
+            raise DataError(f"channels must be 1 or 3, got {channels}")
+        self.root = Path(root)
+        self.split = split
+        self.num_frames = num_frames
+        self.stride = stride
+        self.channels = channels
+        self.train = split == "train" if train is None else train
+        self.transform = build_clip_transform(size, self.train, crop_scale, mean, std)
+        split_dir = self.root / split
+        if not split_dir.is_dir():
+            raise DataError(f"split folder {split_dir} does not exist; {_LAYOUT}")
+        listing = walk_split(split_dir, is_video_file)
+        if not listing.classes:
+            raise DataError(f"{split_dir} holds no class folders; {_LAYOUT}")
+        self.classes: list[str] = listing.classes
+        self.samples: list[tuple[str, int]] = [
+            (os.path.join(str(split_dir), rel), label) for label, files in enumerate(listing.files) for rel in files
+        ]
+        if not self.samples:
+            extensions = ", ".join(sorted(VIDEO_EXTENSIONS))
+            raise DataError(
+                f"no video files in the class folders of {split_dir}; accepted extensions: {extensions}"
+            )
+        self.labels = np.array([label for _, label in self.samples], dtype=np.int64)  # [N]
+        self.num_classes = len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _clip(self, index: int) -> tuple[torch.Tensor, int]:
+        """Sample, decode and transform clip ``index`` with torch's current generator."""
+        path, label = self.samples[index]
+        rng = None
+        if self.train:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        frames = read_clip(path, self.num_frames, self.stride, rng, self.channels)  # [T, C, H, W] uint8
+        return self.transform(frames), label  # [C, T, size, size] float32
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int] | Unreadable:
+        """Return ``(clip, label)`` (float ``[C, T, H, W]``, int), or ``Unreadable(path)``."""
+        if isinstance(key, (tuple, list)):
+            index, seed = int(key[0]), int(key[1])
+        else:
+            index, seed = int(key), None
+        try:
+            if seed is None:
+                return self._clip(index)
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(seed)
+                return self._clip(index)
+        except UnreadableVideo as exc:
+            _LOG.debug("skipping unreadable video %s: %s", self.samples[index][0], exc)
+            return Unreadable(self.samples[index][0])
