@@ -135,7 +135,8 @@ def setup(
     optimizer = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,
                                     layer_decay=cfg.layer_decay)
     schedule = MultiStepLRScheduler(optimizer, decay_t=[int(f * total) for f in cfg.lr_drops], decay_rate=0.1,
-                                    warmup_t=cfg.warmup_iters, warmup_lr_init=cfg.lr * 1e-3, t_in_epochs=False)
+                                    warmup_t=cfg.warmup_iters, warmup_lr_init=cfg.lr * 1e-3, warmup_prefix=False,
+                                    t_in_epochs=False)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     setup_json = json.loads(json.dumps({"source": source, "world_size": dist.world_size, "precision": precision},
                                        default=str))
