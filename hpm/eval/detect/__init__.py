@@ -12,8 +12,8 @@ linear warm-up. Data come as COCO instance JSON and are checked before anything 
 
 The loop, checkpoints, resumption, the directory's lock, the stop signals and the non-finite-loss
 error are the run engine's (:mod:`hpm.engine.loop`); :mod:`.task` is the task it runs, :mod:`.resume`
-its resumption, :mod:`.run` its set-up, :mod:`.export` the trained detector; :mod:`.protocol` is
-``hpm eval detect``.
+its resumption, :mod:`.run` its set-up, :mod:`.export` the trained detector, :mod:`.picture` a
+picture of its predictions; :mod:`.protocol` is ``hpm eval detect``.
 """
 
 from hpm.eval.detect.backbone import SimplePyramid, ViTDetBackbone

@@ -3,6 +3,7 @@ the result JSON, the COCO predictions beside it and the detector in its director
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from hpm.errors import ConfigError
 from hpm.eval.data import normalisation
 from hpm.eval.detect.data import DetectData, coco_paths, load_detect_data
 from hpm.eval.detect.export import detector_spec, export_detector
+from hpm.eval.detect.model import Detector
+from hpm.eval.detect.picture import draw_predictions
 from hpm.eval.detect.recipes import DetectConfig
 from hpm.eval.detect.run import run_detect
 from hpm.eval.detect.task import PREDICTIONS
@@ -68,7 +71,8 @@ class DetectOptions:
 
 
 def predictions_file(result_file: Path) -> Path:
-    """Where the COCO results go: beside the result file (``X/detect.json`` -> ``X/detect.predictions.json``)."""
+    """Where the COCO results go: beside the result file (``X/detect.json`` -> ``X/detect.predictions.json``;
+    their picture: ``X/detect.predictions.png``)."""
     return result_file.with_name(result_file.stem + ".predictions.json")
 
 
@@ -121,25 +125,33 @@ def run_detect_eval(path: str | Path | None, opts: DetectOptions) -> tuple[dict[
             check_output_dir(finetune_dir_of(opts.out), "--out")  # before anything is loaded
         enc, data = _load(path, opts)
         target = _result_file(path, enc, opts)
-        run_dir = finetune_dir_of(target)
         precision = resolve_precision(opts.recipe.precision if opts.precision == "auto" else opts.precision, device)
-        result, model = run_detect(enc.model, data, opts.recipe, device, precision, dist, run_dir=run_dir,
-                                   source=_source(enc, data))
+        result, model = run_detect(enc.model, data, opts.recipe, device, precision, dist,
+                                   run_dir=finetune_dir_of(target), source=_source(enc, data))
         record = {
             "protocol": "detect", "source": enc.describe(), "data": data.describe(), "result": result,
             "device": str(device), "precision": precision, "seconds": round(time.perf_counter() - start, 3),
         }
         if not dist.is_main:
             return record, None
-        spec = detector_spec(enc.model.cfg, opts.recipe, data.val.categories, data.mean, data.std)
-        record["export"] = str(export_detector(model, spec, run_dir, {"run_dir": str(run_dir), "steps": result["steps"],
-                                                                      "encoder": enc.describe()}))
-        record["predictions"] = str(predictions_file(target))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run_dir / PREDICTIONS, predictions_file(target))
+        record.update(_write_outputs(model, enc, data, opts.recipe, target))
         return record, write_result(target, record)
     finally:
         D.shutdown_distributed()
+
+
+def _write_outputs(model: Detector, enc: LoadedEncoder, data: DetectData, recipe: DetectConfig,
+                   target: Path) -> dict[str, str]:
+    """Rank 0, after the run: the detector exported to its directory, the COCO predictions copied
+    beside the result file and a picture of a few of them; their paths for the record."""
+    run_dir = finetune_dir_of(target)
+    spec = detector_spec(enc.model.cfg, recipe, data.val.categories, data.mean, data.std)
+    export = export_detector(model, spec, run_dir, {"run_dir": str(run_dir), "encoder": enc.describe()})
+    predictions = predictions_file(target)
+    predictions.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / PREDICTIONS, predictions)
+    picture = draw_predictions(data.val, json.loads(predictions.read_text()), predictions.with_suffix(".png"))
+    return {"export": str(export), "predictions": str(predictions), "picture": str(picture)}
 
 
 def summary_line(record: dict[str, Any], file: Path) -> str:

@@ -61,6 +61,7 @@ def test_the_result_json_holds_the_scores_recipe_and_history(reference: Path) ->
     assert result["history"][-1]["box_ap"] == result["box"]["AP"] and result["recipe"]["image_size"] == 64
     predictions = json.loads(Path(record["predictions"]).read_text())
     assert Path(record["predictions"]) == reference.with_name("detect.predictions.json")
+    assert Path(record["picture"]) == reference.with_name("detect.predictions.png") and Path(record["picture"]).is_file()
     assert len(predictions) == result["detections"] and {"image_id", "category_id", "bbox", "score", "segmentation"} <= set(predictions[0])
 
 
