@@ -19,8 +19,8 @@ DESCRIPTION = (
 
 def add_protocol(protocols: argparse._SubParsersAction) -> None:
     """Register ``detect`` among the protocols of ``hpm eval``."""
-    p = protocols.add_parser("detect", help="detection and instance segmentation (Mask R-CNN), COCO AP; re-run to resume",
-                             description=DESCRIPTION)
+    p = protocols.add_parser("detect", description=DESCRIPTION,
+                             help="detection and instance segmentation (Mask R-CNN), COCO AP; re-run to resume")
     p.add_argument("path", nargs="?", help="run directory (newest checkpoint) or checkpoint folder")
     p.add_argument("--data-dir", help="data in COCO's layout: images/<split>/ and annotations/instances_<split>.json")
     p.add_argument("--train-json", help="the training COCO file (instead of --data-dir's)")
@@ -28,7 +28,8 @@ def add_protocol(protocols: argparse._SubParsersAction) -> None:
     p.add_argument("--train-images", help="the training images' folder (instead of --data-dir's)")
     p.add_argument("--val-images", help="the validation images' folder (instead of --data-dir's)")
     p.add_argument("--recipe", default="small", choices=["small", "coco"],
-                   help="small (default: the scenes at 64 px, minutes on a CPU) or coco (ViTDet-B, 1024 px; a GPU recipe)")
+                   help="small (default: the scenes at 64 px, minutes on a CPU) or coco (ViTDet-B, 1024 px; "
+                        "a GPU recipe)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
     p.add_argument("--labels", type=int, metavar="N", help="only N training images (drawn by --seed)")
     p.add_argument("--random-init", action="store_true", help="a randomly initialised encoder (the floor)")
@@ -41,7 +42,8 @@ def add_protocol(protocols: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="result JSON (default PATH/eval/detect.json); the run directory is this path "
                                  "without .json, the predictions go beside it as <name>.predictions.json")
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="any detection key, e.g. lr=1e-4 layer_decay=0.7 image_size=64 min_box_size=2 ckpt_every_steps=100")
+                   help="any detection key, e.g. lr=1e-4 layer_decay=0.7 image_size=64 min_box_size=2 "
+                        "ckpt_every_steps=100")
     p.set_defaults(func=run)
 
 

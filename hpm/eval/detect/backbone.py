@@ -40,7 +40,8 @@ class SimplePyramid(nn.Module):
         self.outputs = nn.ModuleList([_output_conv(w, out_channels) for w in widths])
 
     def forward(self, features: Tensor) -> list[Tensor]:
-        """``features`` ``[B, D, h, w]`` -> ``[B, C, 4h, 4w]``, ``[B, C, 2h, 2w]``, ``[B, C, h, w]``, ``[B, C, h/2, w/2]``."""
+        """``features`` ``[B, D, h, w]`` -> ``[B, C, 4h, 4w]``, ``[B, C, 2h, 2w]``, ``[B, C, h, w]``,
+        ``[B, C, h/2, w/2]``."""
         return [out(scale(features)) for scale, out in zip(self.scales, self.outputs, strict=True)]
 
 

@@ -47,11 +47,12 @@ def to_coco_results(output: dict[str, torch.Tensor], image_id: int, cat_ids: lis
     xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
     masks = (output["masks"][:, 0] > MASK_THRESHOLD).cpu().numpy().astype(np.uint8)  # [N, H, W]
     results = []
-    for k, (box, label, score) in enumerate(zip(xywh, output["labels"].tolist(), output["scores"].tolist(), strict=True)):
+    labels, scores = output["labels"].tolist(), output["scores"].tolist()
+    for k, (box, label, score) in enumerate(zip(xywh, labels, scores, strict=True)):
         rle = mask_utils.encode(np.asfortranarray(masks[k]))
+        segmentation = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
         results.append({"image_id": image_id, "category_id": cat_ids[label - 1], "bbox": [round(v, 2) for v in box],
-                        "score": round(float(score), 5),
-                        "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}})
+                        "score": round(float(score), 5), "segmentation": segmentation})
     return results
 
 

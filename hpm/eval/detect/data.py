@@ -77,7 +77,9 @@ class DetectData:
         }
 
 
-def coco_paths(data_dir: str | Path | None, jsons: tuple[Any, Any], image_dirs: tuple[Any, Any]) -> list[tuple[Path, Path]]:
+def coco_paths(
+    data_dir: str | Path | None, jsons: tuple[Any, Any], image_dirs: tuple[Any, Any],
+) -> list[tuple[Path, Path]]:
     """``(json, image folder)`` of training and validation: given one by one, else in ``data_dir``'s layout.
 
     Raises:
@@ -147,7 +149,8 @@ def read_coco(json_file: Path, image_dir: Path) -> CocoSplit:
         if not all(k in image for k in ("id", "file_name", "width", "height")):
             raise DataError(f"{json_file}: image entry {image!r} lacks id, file_name, width or height")
         if not (image_dir / image["file_name"]).is_file():
-            raise DataError(f"{json_file}: image {image['id']} is {image_dir / image['file_name']}, which does not exist")
+            raise DataError(f"{json_file}: image {image['id']} is {image_dir / image['file_name']}, "
+                            "which does not exist")
         images[image["id"]] = image
     anns: dict[int, list[dict[str, Any]]] = {i: [] for i in images}
     for n, ann in enumerate(raw["annotations"]):

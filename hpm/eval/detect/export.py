@@ -27,7 +27,8 @@ def detector_spec(encoder_cfg: ModelConfig, cfg: DetectConfig, categories: list[
 
 
 def export_detector(model: Detector, spec: dict[str, Any], out_dir: Path, source: dict[str, Any]) -> Path:
-    """Write ``out_dir/detector.safetensors`` and ``out_dir/detector.json`` (``spec`` and ``source``); the JSON's path."""
+    """Write ``out_dir/detector.safetensors`` and ``out_dir/detector.json`` (``spec`` and ``source``);
+    returns the JSON's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     save_file(state, str(out_dir / "detector.safetensors"))

@@ -16,7 +16,8 @@ from hpm.eval.detect.data import CocoSplit, decode_masks
 
 
 def _drawn(image: Tensor, boxes: Tensor, masks: Tensor, labels: list[str]) -> Tensor:
-    """``image`` (uint8 ``[3, H, W]``) with ``masks`` (bool ``[K, H, W]``) at half opacity and labelled ``boxes`` (xyxy)."""
+    """``image`` (uint8 ``[3, H, W]``) with ``masks`` (bool ``[K, H, W]``) at half opacity and
+    labelled ``boxes`` (xyxy)."""
     if len(boxes):
         image = draw_segmentation_masks(image, masks, alpha=0.5)
         image = draw_bounding_boxes(image, boxes, labels=labels, colors="yellow")
@@ -42,7 +43,8 @@ def draw_predictions(split: CocoSplit, results: list[dict[str, Any]], file: Path
         mine = [r for r in results if r["image_id"] == entry["id"] and r["score"] >= min_score]
         for anns in (truth, mine):
             masks = torch.from_numpy(decode_masks(anns, height, width)).bool()  # [K, H, W]
-            tiles.append(_drawn(image, _xyxy([a["bbox"] for a in anns]), masks, [names[a["category_id"]] for a in anns]))
+            labels = [names[a["category_id"]] for a in anns]
+            tiles.append(_drawn(image, _xyxy([a["bbox"] for a in anns]), masks, labels))
     grid = make_grid(tiles, nrow=2, padding=2)  # [3, H', W']
     file.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(file)

@@ -38,7 +38,7 @@ class DetectConfig(BaseModel):
     pyramid_channels: int = 64  # the simple pyramid's width (ViTDet: 256)
     box_head_dim: int = 256  # the box head's two fully connected layers (torchvision: 1024)
     mask_head_dim: int = 64  # the mask head's four convolutions (torchvision: 256)
-    rpn_proposals: int = 300  # proposals kept per image after the RPN's NMS, training and test (torchvision: 2000 / 1000)
+    rpn_proposals: int = 300  # proposals kept per image after the RPN's NMS (torchvision: 2000 / 1000)
     roi_batch: int = 128  # proposals sampled per image for the box and mask losses (torchvision: 512)
     anchor_scale: float = 8.0  # anchor side / level stride (one size per level)
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
@@ -58,9 +58,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # ViTDet-B on COCO (Mask R-CNN, 1024 px, large-scale jitter 0.1-2.0, 100 epochs of 64 images): a GPU recipe
     "coco": dict(
         image_size=1024, scale_range=(0.1, 2.0), min_box_size=0.0, epochs=100, batch_size=64, lr=1e-4,
-        warmup_iters=250, weight_decay=0.1, layer_decay=0.7, drop_path=0.1, pyramid_channels=256, box_head_dim=1024, mask_head_dim=256, rpn_proposals=1000,
-        roi_batch=512, num_workers=8,
-        precision="bf16",
+        warmup_iters=250, weight_decay=0.1, layer_decay=0.7, drop_path=0.1, pyramid_channels=256, box_head_dim=1024,
+        mask_head_dim=256, rpn_proposals=1000, roi_batch=512, num_workers=8, precision="bf16",
     ),
 }
 

@@ -61,8 +61,10 @@ def test_the_result_json_holds_the_scores_recipe_and_history(reference: Path) ->
     assert result["history"][-1]["box_ap"] == result["box"]["AP"] and result["recipe"]["image_size"] == 64
     predictions = json.loads(Path(record["predictions"]).read_text())
     assert Path(record["predictions"]) == reference.with_name("detect.predictions.json")
-    assert Path(record["picture"]) == reference.with_name("detect.predictions.png") and Path(record["picture"]).is_file()
-    assert len(predictions) == result["detections"] and {"image_id", "category_id", "bbox", "score", "segmentation"} <= set(predictions[0])
+    picture = Path(record["picture"])
+    assert picture == reference.with_name("detect.predictions.png") and picture.is_file()
+    assert len(predictions) == result["detections"]
+    assert {"image_id", "category_id", "bbox", "score", "segmentation"} <= set(predictions[0])
 
 
 def test_the_exported_detector_rebuilds(reference: Path, scenes: Path) -> None:
@@ -103,7 +105,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(
     assert f"resuming the detection fine-tune from {det_dir / 'checkpoints'}" in done.stderr
     for key in COMPARED:
         assert _result(out)[key] == _result(reference)[key], key
-    assert out.with_name("det.predictions.json").read_text() == reference.with_name("detect.predictions.json").read_text()
+    predictions = out.with_name("det.predictions.json").read_text()
+    assert predictions == reference.with_name("detect.predictions.json").read_text()
 
 
 def test_another_recipe_is_refused_and_a_finished_run_is_reported(

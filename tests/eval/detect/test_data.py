@@ -22,9 +22,11 @@ def _paths(root: Path) -> list[tuple[Path, Path]]:
 
 def test_the_layout_and_the_seeded_labelled_images(scenes: Path) -> None:
     (train_json, train_images), (val_json, _) = _paths(scenes)
-    assert train_json == scenes / "annotations" / "instances_training.json" and train_images == scenes / "images" / "training"
+    assert train_json == scenes / "annotations" / "instances_training.json"
+    assert train_images == scenes / "images" / "training"
     a = load_detect_data(_paths(scenes), 3, *STATS, labels=5, seed=1)
-    assert [im["id"] for im in a.train.images] == [im["id"] for im in load_detect_data(_paths(scenes), 3, *STATS, 5, 1).train.images]
+    again = load_detect_data(_paths(scenes), 3, *STATS, 5, 1)
+    assert [im["id"] for im in a.train.images] == [im["id"] for im in again.train.images]
     assert len(a.train.images) == 5 and a.num_train_all == 16 and len(a.val.images) == 8
     assert a.train.images != load_detect_data(_paths(scenes), 3, *STATS, labels=5, seed=2).train.images
     assert a.cat_ids == list(range(1, 11)) and a.describe()["labels"] == 5
@@ -76,7 +78,9 @@ def test_a_json_that_is_not_coco_is_refused(damaged: Path, tmp_path: Path, capsy
     assert f"{val} is not a COCO instance file: it has no list 'categories'" in _refused(damaged, tmp_path, capsys)
 
 
-def test_an_annotation_of_a_missing_image_is_named(damaged: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_annotation_of_a_missing_image_is_named(
+    damaged: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     train = damaged / "annotations" / "instances_training.json"
     edit_coco(train, lambda raw: raw["annotations"][0].update(image_id=9999))
     assert "points at image 9999, which the file does not list" in _refused(damaged, tmp_path, capsys)
@@ -100,7 +104,9 @@ def test_an_empty_or_negative_box_is_refused(
     assert f"has the empty or negative box {box}" in _refused(damaged, tmp_path, capsys)
 
 
-def test_a_polygon_outside_its_image_is_refused(damaged: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_polygon_outside_its_image_is_refused(
+    damaged: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     edit_coco(damaged / "annotations" / "instances_training.json",
               lambda raw: raw["annotations"][0].update(segmentation=[[1, 1, 70, 1, 70, 9]]))
     assert "has a polygon outside its 64x64 image" in _refused(damaged, tmp_path, capsys)

@@ -50,8 +50,9 @@ def test_the_vit_takes_layer_decayed_learning_rates(scenes: Path) -> None:
 
 def test_the_coco_recipe_at_a_tiny_size(scenes: Path) -> None:
     recipe = RECIPES["coco"]
-    assert (recipe["image_size"], recipe["scale_range"], recipe["epochs"], recipe["batch_size"]) == (1024, (0.1, 2.0), 100, 64)
-    assert (recipe["lr"], recipe["layer_decay"], recipe["drop_path"], recipe["pyramid_channels"]) == (1e-4, 0.7, 0.1, 256)
+    assert (recipe["image_size"], recipe["scale_range"], recipe["epochs"]) == (1024, (0.1, 2.0), 100)
+    assert (recipe["batch_size"], recipe["lr"], recipe["layer_decay"], recipe["drop_path"]) == (64, 1e-4, 0.7, 0.1)
+    assert recipe["pyramid_channels"] == 256
     run = _setup(scenes, "coco", ["image_size=64", "batch_size=2", "epochs=2", "warmup_iters=2", "num_workers=0",
                                   "pyramid_channels=16", "box_head_dim=32", "mask_head_dim=16", "rpn_proposals=50",
                                   "roi_batch=16"])
