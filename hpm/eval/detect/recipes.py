@@ -2,9 +2,9 @@
 (:data:`RECIPES`) and how a recipe and ``key=value`` overrides resolve into one.
 
 The ViT runs global attention in every block (no window attention): its cost grows with the
-square of the token count, ``(image_size / patch)^2``. That fits up to about 4096 tokens on a
-GPU (ViT-B/16 at 1024 px, the ``coco`` recipe, bf16, batch 1 per 40 GB); larger inputs need
-windowed blocks, which this task leaves out.
+square of the token count, ``(image_size / patch)^2``. It is meant for up to 4096 tokens (ViT-B/16
+at 1024 px, the ``coco`` recipe, with PyTorch's fused attention); larger inputs need windowed
+blocks, which this task leaves out.
 """
 
 from __future__ import annotations
