@@ -9,13 +9,15 @@ types), ``model``, ``optimizer``, ``scaler``, ``loader``, ``history``, ``result`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from hpm.engine import distributed as D
-from hpm.engine.checkpoint import load_newest_on_every_rank, load_state, load_weights, rng_state, save_checkpoint
+from hpm.engine.checkpoint import (
+    load_newest_on_every_rank, load_state, load_weights, rng_state, save_checkpoint, set_rng_state,
+)
 from hpm.engine.clock import TrainClock
 from hpm.engine.lock import RunDirLock
 from hpm.engine.logger import LOG, log_run_failure, log_to_file, stop_logging_to
@@ -26,6 +28,28 @@ from hpm.engine.shutdown import close_loader, reap_daemons_at_exit
 from hpm.errors import CheckpointError
 
 KEEP_CKPTS = 2  # checkpoints kept in a fine-tune directory (the newest)
+
+
+def epoch_batches(run: Any, epoch: int, first: int, samples_per_step: int) -> Iterator[Any]:
+    """The epoch's batch iterator after its first ``first`` optimizer steps (``samples_per_step``
+    of this rank's samples each); a resumed run restores its RNG states here.
+
+    Making a DataLoader iterator draws a seed from torch's RNG: an uninterrupted run does it at
+    every epoch start without workers, and only at the first epoch with persistent workers. The
+    checkpoint's RNG states are therefore restored before the iterator when the uninterrupted run
+    made one after the checkpoint (an epoch boundary, no workers), and after it otherwise, so the
+    draws of the remaining steps follow the same sequence.
+    """
+    run.sampler.set_epoch(epoch)
+    run.sampler.set_start(first * samples_per_step)
+    resume_rng, run.resume_rng = run.resume_rng, None
+    before = resume_rng is not None and first == 0 and run.cfg.num_workers == 0
+    if before:
+        set_rng_state(resume_rng)
+    batches = iter(run.loader)
+    if resume_rng is not None and not before:
+        set_rng_state(resume_rng)
+    return batches
 
 
 def rank_state(run: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,10 @@ from torch.utils.data import DataLoader
 
 from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
-from hpm.engine.clock import TrainClock
 from hpm.engine.ddp import wrap_ddp
-from hpm.engine.lock import RunDirLock
-from hpm.engine.logger import LOG, log_run_failure, log_to_file, stop_logging_to
-from hpm.engine.loop import run_epochs
-from hpm.engine.outdir import check_output_dir
+from hpm.engine.logger import LOG
 from hpm.engine.precision import Resolved
-from hpm.engine.shutdown import close_loader, reap_daemons_at_exit
+from hpm.engine.supervised import run_supervised
 from hpm.errors import ConfigError
 from hpm.eval.detect.coco_eval import ground_truth
 from hpm.eval.detect.data import DetectData, DetectionDataset, collate
@@ -74,42 +69,10 @@ def run_detect(
         Preempted: A stop signal arrived (with ``run_dir``); the last finished step was checkpointed.
     """
     dist = dist or D.DistInfo()
-    reap_daemons_at_exit()
-    if run_dir is not None:
-        check_output_dir(run_dir := Path(run_dir), "--out")
-    run: Detecting | None = None
-    try:
-        with RunDirLock(run_dir, dist.is_main) if run_dir is not None else nullcontext():
-            run = _resume_or_start(encoder, data, cfg, device, precision, dist, run_dir, source or {})
-            if run.result is None:
-                run_epochs(run, progress)
-        assert run.result is not None  # the last epoch sets it
-        return run.result, run.model
-    except BaseException as exc:
-        log_run_failure(exc)
-        raise
-    finally:
-        if run is not None:
-            close_loader(run.loader)
-        if run_dir is not None:
-            stop_logging_to(run_dir / "train.log")
-
-
-def _resume_or_start(
-    encoder: MaskedAutoencoder, data: DetectData, cfg: DetectConfig, device: torch.device, precision: Resolved,
-    dist: D.DistInfo, run_dir: Path | None, source: dict[str, Any],
-) -> Detecting:
-    """Set up, resume from ``run_dir`` if it holds this run, start the log and the clock."""
-    if run_dir is not None and dist.is_main and (run_dir / "train.log").is_file():
-        log_to_file(run_dir / "train.log")  # a resume: its warnings, and a refusal, reach the log
-    run = setup(encoder, data, cfg, device, precision, dist, run_dir, source)
-    resume(run)
-    if run.result is None:
-        if run_dir is not None and dist.is_main:
-            log_to_file(run_dir / "train.log")
-        _log_header(run)
-        run.clock = TrainClock(run.clock.before)  # training time starts now (plus that of earlier invocations)
-    return run
+    run_dir = Path(run_dir) if run_dir is not None else None
+    run = run_supervised(lambda: setup(encoder, data, cfg, device, precision, dist, run_dir, source or {}),
+                         resume, _log_header, run_dir, dist, progress)
+    return run.result, run.model
 
 
 def setup(

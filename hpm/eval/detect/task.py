@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
-from hpm.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from hpm.engine import supervised
 from hpm.engine.clock import TrainClock
 from hpm.engine.integrity import write_durable
 from hpm.engine.logger import LOG
@@ -32,7 +32,6 @@ from hpm.eval.detect.coco_eval import coco_scores, predict
 from hpm.eval.detect.data import DetectData
 from hpm.eval.detect.recipes import DetectConfig
 
-KEEP_CKPTS = 2  # checkpoints kept in a detection directory (the newest)
 PREDICTIONS = "predictions.json"  # the last evaluation's COCO results, in the detection directory
 
 
@@ -78,18 +77,8 @@ class Detecting:
         return self.steps_per_epoch * self.epochs
 
     def start_epoch(self, epoch: int, first: int) -> Iterator[Any]:
-        """The epoch's batch iterator; a resumed run restores its RNG states where the uninterrupted
-        run stood (see :meth:`hpm.eval.segment.task.Segmenting.start_epoch`)."""
-        self.sampler.set_epoch(epoch)
-        self.sampler.set_start(first * self.cfg.batch_size)
-        resume_rng, self.resume_rng = self.resume_rng, None
-        before = resume_rng is not None and first == 0 and self.cfg.num_workers == 0
-        if before:
-            set_rng_state(resume_rng)  # type: ignore[arg-type]
-        batches = iter(self.loader)
-        if resume_rng is not None and not before:
-            set_rng_state(resume_rng)
-        return batches
+        """The epoch's batches after its first ``first`` steps (:func:`hpm.engine.supervised.epoch_batches`)."""
+        return supervised.epoch_batches(self, epoch, first, self.cfg.batch_size)
 
     def train_step(self, batches: Iterator[Any], epoch: int, bar: tqdm) -> None:
         """One optimizer step: Mask R-CNN's summed losses (RPN, box, class, mask), backward, clip, step."""
@@ -164,23 +153,8 @@ class Detecting:
 
     def rank_state(self) -> dict[str, Any]:
         """This rank's RNG states and running loss sums."""
-        return {"rng": rng_state(), "loss_sum": self.loss_sum, "loss_n": self.loss_n}
+        return supervised.rank_state(self)
 
     def save(self, ranks: list[Any]) -> Path:
         """Rank 0: the model, optimizer, grad scaler, history, every rank's state and the recipe."""
-        assert self.run_dir is not None
-        state = {
-            "kind": "detect",
-            "recipe": self.cfg.model_dump(mode="json"),
-            "setup": self.setup,
-            "epoch": self.step // self.steps_per_epoch,
-            "total_steps": self.total_steps,
-            "history": self.history,
-            "ranks": ranks,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "train_time_s": self.clock.seconds(),
-        }
-        if self.result is not None:
-            state["result"] = self.result
-        return save_checkpoint(self.run_dir, self.step, self.model, None, state, KEEP_CKPTS)
+        return supervised.save(self, "detect", ranks)

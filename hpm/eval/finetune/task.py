@@ -23,7 +23,6 @@ from tqdm import tqdm
 from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
 from hpm.engine import supervised
-from hpm.engine.checkpoint import set_rng_state
 from hpm.engine.clock import TrainClock
 from hpm.engine.logger import LOG
 from hpm.engine.loop import non_finite_loss, write_checkpoint
@@ -83,25 +82,8 @@ class Finetuning:
         return self.steps_per_epoch * self.cfg.epochs
 
     def start_epoch(self, epoch: int, first: int) -> Iterator[Any]:
-        """The epoch's batch iterator; a resumed fine-tune restores its RNG states here.
-
-        Making a DataLoader iterator draws a seed from torch's RNG: an uninterrupted fine-tune
-        does it at every epoch start without workers, and only at the first epoch with persistent
-        workers. The checkpoint's RNG states are therefore restored before the iterator when the
-        uninterrupted run made one after the checkpoint (an epoch boundary, no workers), and after
-        it otherwise, so the draws of the remaining steps follow the same sequence.
-        """
-        cfg = self.cfg
-        self.sampler.set_epoch(epoch)
-        self.sampler.set_start(first * cfg.accum_steps * cfg.batch_size)
-        resume_rng, self.resume_rng = self.resume_rng, None
-        before = resume_rng is not None and first == 0 and cfg.num_workers == 0
-        if before:
-            set_rng_state(resume_rng)  # type: ignore[arg-type]
-        batches = iter(self.loader)
-        if resume_rng is not None and not before:
-            set_rng_state(resume_rng)
-        return batches
+        """The epoch's batches after its first ``first`` steps (:func:`hpm.engine.supervised.epoch_batches`)."""
+        return supervised.epoch_batches(self, epoch, first, self.cfg.accum_steps * self.cfg.batch_size)
 
     def train_step(self, batches: Iterator[Any], epoch: int, bar: tqdm) -> None:
         """One optimizer step: ``accum_steps`` micro-batches (mixup, forward, backward), then

@@ -21,7 +21,6 @@ from tqdm import tqdm
 from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
 from hpm.engine import supervised
-from hpm.engine.checkpoint import set_rng_state
 from hpm.engine.clock import TrainClock
 from hpm.engine.logger import LOG
 from hpm.engine.loop import non_finite_loss, write_checkpoint
@@ -74,19 +73,8 @@ class Segmenting:
         return self.steps_per_epoch * self.epochs
 
     def start_epoch(self, epoch: int, first: int) -> Iterator[Any]:
-        """The epoch's batch iterator; a resumed run restores its RNG states here (before the
-        iterator at an epoch boundary without workers, after it otherwise: where the
-        uninterrupted run made its iterator, see :meth:`hpm.eval.finetune.task.Finetuning.start_epoch`)."""
-        self.sampler.set_epoch(epoch)
-        self.sampler.set_start(first * self.cfg.batch_size)
-        resume_rng, self.resume_rng = self.resume_rng, None
-        before = resume_rng is not None and first == 0 and self.cfg.num_workers == 0
-        if before:
-            set_rng_state(resume_rng)  # type: ignore[arg-type]
-        batches = iter(self.loader)
-        if resume_rng is not None and not before:
-            set_rng_state(resume_rng)
-        return batches
+        """The epoch's batches after its first ``first`` steps (:func:`hpm.engine.supervised.epoch_batches`)."""
+        return supervised.epoch_batches(self, epoch, first, self.cfg.batch_size)
 
     def train_step(self, batches: Iterator[Any], epoch: int, bar: tqdm) -> None:
         """One optimizer step: forward, per-pixel cross-entropy (ignoring 255), backward, clip, step."""
