@@ -4,6 +4,8 @@ every failure as one line on the console with a non-zero status (the traceback i
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,25 @@ def test_a_full_disk_anywhere_is_a_user_error(monkeypatch: pytest.MonkeyPatch, c
     assert err.startswith("hpm plot: error: the disk is full ([Errno 28] No space left on device: '/data/figures/curves.png')")
     assert "Traceback" not in err and "\n" not in err
     assert LOG.name == "hpm"
+
+
+def test_a_reset_connection_inside_the_data_loader_is_named_as_a_dead_worker() -> None:
+    """A worker SIGKILLed while handing a batch over surfaces as ConnectionResetError raised inside
+    torch/utils/data; the one line says a DataLoader worker died (as the fault-injection suite expects)."""
+    from hpm.cli.main import _report_error
+
+    scope: dict = {}
+    exec(compile("def get():\n    raise ConnectionResetError(104, 'Connection reset by peer')\n",
+                 "/site-packages/torch/utils/data/dataloader.py", "exec"), scope)
+    try:
+        scope["get"]()
+    except ConnectionResetError as exc:
+        raised = exc
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert _report_error("pretrain", raised, debug=False) == 1
+    assert "a DataLoader worker died while handing over a batch" in err.getvalue()
+    assert "out of memory?" in err.getvalue()
+    with contextlib.redirect_stderr(io.StringIO()) as other:
+        _report_error("pretrain", ConnectionResetError(104, "elsewhere"), debug=False)
+    assert "DataLoader" not in other.getvalue()

@@ -32,6 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         return _report_error(args.command, exc, debug)
 
 
+def _lost_a_data_loader_worker(exc: BaseException) -> bool:
+    """Whether ``exc`` is a broken connection to a DataLoader worker: a worker killed while it hands
+    a batch over (shared memory) surfaces as a reset connection inside the loader, not as
+    PyTorch's "DataLoader worker ... exited unexpectedly"."""
+    import traceback
+
+    if not isinstance(exc, (ConnectionError, EOFError)):
+        return False
+    return any("torch/utils/data" in frame.filename for frame in traceback.extract_tb(exc.__traceback__))
+
+
 def _report_error(command: str, exc: Exception, debug: bool) -> int:
     """Print one line for ``exc`` (its traceback too with ``debug``), log it to the run's log
     file unless the run did, and return the exit status."""
@@ -48,6 +59,8 @@ def _report_error(command: str, exc: Exception, debug: bool) -> int:
         message = f"the disk is full ({exc}). Free some space, then re-run the same command to resume"
     else:
         message = f"{type(exc).__name__}: {str(exc).strip()}"
+        if _lost_a_data_loader_worker(exc):
+            message = f"a DataLoader worker died while handing over a batch ({message})"
         if "DataLoader worker" in message:
             message += " (a data-loading process died: out of memory? `dmesg` tells; re-running resumes from the last checkpoint)"
     files = getattr(exc, "hpm_logged", None) or log_failure_to_file(exc, f"error: {message}", traceback=not expected)
