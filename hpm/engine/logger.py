@@ -118,11 +118,15 @@ def log_failure_to_file(exc: BaseException, message: str, traceback: bool = True
     exc_info = (type(exc), exc, exc.__traceback__) if traceback else None
     record = LOG.makeRecord(LOG.name, logging.ERROR, __file__, 0, "%s", (message,), exc_info)
     for handler in handlers:
-        try:
-            handler.handle(record)
-            handler.flush()
-        except Exception:  # noqa: BLE001 - a full disk must not hide the error being reported
-            pass
+        for _ in range(3):
+            try:
+                handler.handle(record)
+                handler.flush()
+                break
+            except OSError:  # a full disk must not hide the error being reported
+                break
+            except Exception:  # noqa: BLE001 - DataLoader's SIGCHLD handler raised inside the write
+                continue  # (another dead worker): write the record again
     return [Path(h.baseFilename) for h in handlers]
 
 
