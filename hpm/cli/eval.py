@@ -1,4 +1,4 @@
-"""``hpm eval knn|linear|finetune``: evaluate a checkpoint (or a random encoder, or raw pixels)."""
+"""``hpm eval knn|linear|finetune|segment|detect``: evaluate a checkpoint (or a random encoder, or raw pixels)."""
 
 from __future__ import annotations
 
@@ -24,14 +24,15 @@ FINETUNE_DESCRIPTION = (
     "file's path without .json (default PATH/eval/finetune/; --out X/ft.json: X/ft/), after every epoch and "
     "every ckpt_every_steps=N optimizer steps; the newest 2 are kept. Re-running the same command resumes an "
     "interrupted fine-tune at its next step (bit-identical with num_workers=0) and only reports a finished "
-    "one; another recipe or encoder is refused. SIGTERM / SIGUSR1 checkpoint and exit 143 / 138. At the end "
+    "one; another recipe or encoder is refused. SIGTERM / SIGUSR1 / Ctrl-C checkpoint and exit 143 / 138 / "
+    "130. At the end "
     "the classifier is written as DIR/classifier.safetensors + classifier.json for timm.create_model."
 )
 
 
 def add_parser(subs: argparse._SubParsersAction) -> None:
     """Register ``hpm eval`` and its protocols."""
-    e = subs.add_parser("eval", help="evaluate a checkpoint: k-NN, linear probe or fine-tuning")
+    e = subs.add_parser("eval", help="evaluate a checkpoint: k-NN, linear probe, fine-tuning, segmentation, detection")
     protocols = e.add_subparsers(dest="protocol", required=True, parser_class=IntermixedParser)
     for name, text in PROTOCOL_HELP.items():
         p = protocols.add_parser(name, help=text, description=FINETUNE_DESCRIPTION if name == "finetune" else text)
