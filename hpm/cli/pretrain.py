@@ -20,7 +20,8 @@ def add_parser(subs: argparse._SubParsersAction) -> None:
                    help="reconstruction target (default norm_pix); model needs loss.target_weights=FILE")
     p.add_argument("--teacher-view", choices=["full", "masked"],
                    help="what HPM's EMA teacher scores: the whole image (the paper's) or random partial views")
-    p.add_argument("--data-dir", help="ImageFolder root with train/ (and optional val/)")
+    p.add_argument("--data-dir", help="image folder: train/<class>/ (and val/), ADE20K's images/training/, "
+                   "a flat folder, or packed shards")
     p.add_argument("--data-root", help="Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist)")
     p.set_defaults(func=run)
 
