@@ -178,7 +178,7 @@ class DataConfig(_Section):
 
     dataset: Literal["fashion_mnist", "folder"] = "fashion_mnist"
     root: str = FASHION_MNIST_ROOT  # Fashion-MNIST IDX files
-    data_dir: str | None = None  # an image folder (class folders, ADE20K layout or flat) or `hpm data pack` shards; sets dataset=folder
+    data_dir: str | None = None  # image folder (class folders, ADE20K, flat) or `hpm data pack` shards; sets dataset=folder
     channels: int | None = None  # folder data: 3 (RGB) unless set to 1 (greyscale)
     subset: int | None = None  # seeded, class-balanced subset of the training images
     subset_seed: int | None = None  # chooses the subset; None: train.seed (fix it to compare seeds on one subset)
