@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hpm.engine import distributed as D
 from hpm.engine.checkpoint import (
@@ -28,6 +29,34 @@ from hpm.engine.shutdown import close_loader, reap_daemons_at_exit
 from hpm.errors import CheckpointError
 
 KEEP_CKPTS = 2  # checkpoints kept in a fine-tune directory (the newest)
+
+
+@dataclass(kw_only=True)
+class SupervisedRun:
+    """Where a supervised fine-tune stands: the bookkeeping the engine and this module read and set.
+
+    A task's dataclass derives from it and adds ``cfg`` (with ``ckpt_every_steps``),
+    ``steps_per_epoch``, ``epochs`` and the rest of what it trains.
+    """
+
+    what: ClassVar[str] = "fine-tune"  # names the task in messages
+    step: int = 0  # optimizer steps done
+    loss_sum: float = 0.0  # this rank's training loss since the last evaluation
+    loss_n: int = 0  # micro-batches in loss_sum
+    history: list[dict[str, Any]] = field(default_factory=list)
+    clock: TrainClock = field(default_factory=TrainClock)
+    last_ckpt: Path | None = None  # rank 0 only
+    last_ckpt_step: int | None = None  # every rank
+    result: dict[str, Any] | None = None  # set when the last epoch is done
+    resume_rng: dict[str, Any] | None = None  # this rank's RNG states to restore as the first epoch starts
+
+    @property
+    def ckpt_every_steps(self) -> int:
+        return self.cfg.ckpt_every_steps or 0  # type: ignore[attr-defined]
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs  # type: ignore[attr-defined]
 
 
 def epoch_batches(run: Any, epoch: int, first: int, samples_per_step: int) -> Iterator[Any]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pycocotools.coco import COCO
@@ -23,7 +23,6 @@ from tqdm import tqdm
 from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
 from hpm.engine import supervised
-from hpm.engine.clock import TrainClock
 from hpm.engine.integrity import write_durable
 from hpm.engine.logger import LOG
 from hpm.engine.loop import non_finite_loss, write_checkpoint
@@ -36,7 +35,7 @@ PREDICTIONS = "predictions.json"  # the last evaluation's COCO results, in the d
 
 
 @dataclass
-class Detecting:
+class Detecting(supervised.SupervisedRun):
     """The detection task: what the loop needs and where it stands."""
 
     cfg: DetectConfig
@@ -57,24 +56,7 @@ class Detecting:
     epochs: int
     run_dir: Path | None  # the detection directory (None: no checkpoints)
     setup: dict[str, Any]  # what is fine-tuned, and how (compared on resume; JSON types)
-    step: int = 0  # optimizer steps done
-    loss_sum: float = 0.0  # this rank's training loss since the last evaluation
-    loss_n: int = 0  # batches in loss_sum
-    history: list[dict[str, Any]] = field(default_factory=list)
-    clock: TrainClock = field(default_factory=TrainClock)
-    last_ckpt: Path | None = None  # rank 0 only
-    last_ckpt_step: int | None = None  # every rank
-    result: dict[str, Any] | None = None  # set when the last epoch is done
-    resume_rng: dict[str, Any] | None = None  # this rank's RNG states to restore as the first epoch starts
-    what: str = "detection fine-tune"
-
-    @property
-    def ckpt_every_steps(self) -> int:
-        return self.cfg.ckpt_every_steps or 0
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps_per_epoch * self.epochs
+    what: ClassVar[str] = "detection fine-tune"
 
     def start_epoch(self, epoch: int, first: int) -> Iterator[Any]:
         """The epoch's batches after its first ``first`` steps (:func:`hpm.engine.supervised.epoch_batches`)."""

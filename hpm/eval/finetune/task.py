@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from timm.data import Mixup
@@ -23,7 +23,6 @@ from tqdm import tqdm
 from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
 from hpm.engine import supervised
-from hpm.engine.clock import TrainClock
 from hpm.engine.logger import LOG
 from hpm.engine.loop import non_finite_loss, write_checkpoint
 from hpm.engine.precision import Resolved, autocast
@@ -34,7 +33,7 @@ from hpm.eval.recipes import FinetuneConfig
 
 
 @dataclass
-class Finetuning:
+class Finetuning(supervised.SupervisedRun):
     """The fine-tuning task: what the loop needs and where it stands."""
 
     cfg: FinetuneConfig
@@ -58,28 +57,11 @@ class Finetuning:
     run_dir: Path | None  # the fine-tune directory (None: no checkpoints)
     setup: dict[str, Any]  # what is fine-tuned, and how (compared on resume; JSON types)
     classifier: dict[str, Any]  # classifier_spec: how timm rebuilds the classifier
-    step: int = 0  # optimizer steps done
-    loss_sum: float = 0.0  # this rank's training loss since the last evaluation
-    loss_n: int = 0  # micro-batches in loss_sum
-    history: list[dict[str, float]] = field(default_factory=list)
-    clock: TrainClock = field(default_factory=TrainClock)
-    last_ckpt: Path | None = None  # rank 0 only
-    last_ckpt_step: int | None = None  # every rank
-    result: dict[str, Any] | None = None  # set when the last epoch is done
-    resume_rng: dict[str, Any] | None = None  # this rank's RNG states to restore as the first epoch starts
-    what: str = "fine-tune"
+    what: ClassVar[str] = "fine-tune"
 
     @property
     def epochs(self) -> int:
         return self.cfg.epochs
-
-    @property
-    def ckpt_every_steps(self) -> int:
-        return self.cfg.ckpt_every_steps or 0
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps_per_epoch * self.cfg.epochs
 
     def start_epoch(self, epoch: int, first: int) -> Iterator[Any]:
         """The epoch's batches after its first ``first`` steps (:func:`hpm.engine.supervised.epoch_batches`)."""

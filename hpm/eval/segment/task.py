@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -21,7 +21,6 @@ from tqdm import tqdm
 from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
 from hpm.engine import supervised
-from hpm.engine.clock import TrainClock
 from hpm.engine.logger import LOG
 from hpm.engine.loop import non_finite_loss, write_checkpoint
 from hpm.engine.precision import Resolved, autocast
@@ -32,7 +31,7 @@ from hpm.eval.segment.recipes import SegmentConfig
 
 
 @dataclass
-class Segmenting:
+class Segmenting(supervised.SupervisedRun):
     """The segmentation task: what the loop needs and where it stands."""
 
     cfg: SegmentConfig
@@ -53,24 +52,7 @@ class Segmenting:
     epochs: int
     run_dir: Path | None  # the segmentation directory (None: no checkpoints)
     setup: dict[str, Any]  # what is fine-tuned, and how (compared on resume; JSON types)
-    step: int = 0  # optimizer steps done
-    loss_sum: float = 0.0  # this rank's training loss since the last evaluation
-    loss_n: int = 0  # batches in loss_sum
-    history: list[dict[str, Any]] = field(default_factory=list)
-    clock: TrainClock = field(default_factory=TrainClock)
-    last_ckpt: Path | None = None  # rank 0 only
-    last_ckpt_step: int | None = None  # every rank
-    result: dict[str, Any] | None = None  # set when the last epoch is done
-    resume_rng: dict[str, Any] | None = None  # this rank's RNG states to restore as the first epoch starts
-    what: str = "segmentation fine-tune"
-
-    @property
-    def ckpt_every_steps(self) -> int:
-        return self.cfg.ckpt_every_steps or 0
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps_per_epoch * self.epochs
+    what: ClassVar[str] = "segmentation fine-tune"
 
     def start_epoch(self, epoch: int, first: int) -> Iterator[Any]:
         """The epoch's batches after its first ``first`` steps (:func:`hpm.engine.supervised.epoch_batches`)."""
