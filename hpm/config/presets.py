@@ -12,6 +12,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         img_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3,
         decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4,
     ),
+    # 64 px scenes (hpm data scenes) at the small widths: patch 8, again 64 patches.
+    "small64": dict(
+        img_size=64, patch_size=8, embed_dim=192, depth=6, num_heads=3,
+        decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4,
+    ),
     "vit_s16": dict(img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, **_PAPER_DECODER),
     "vit_b16": dict(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12, **_PAPER_DECODER),
     "vit_l16": dict(img_size=224, patch_size=16, embed_dim=1024, depth=24, num_heads=16, **_PAPER_DECODER),

@@ -18,7 +18,7 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     """Encoder, decoder and loss-predictor shapes (see :data:`~hpm.config.presets.PRESETS`)."""
 
-    preset: Literal["small", "vit_s16", "vit_b16", "vit_l16", "vit_h14"] = "small"
+    preset: Literal["small", "small64", "vit_s16", "vit_b16", "vit_l16", "vit_h14"] = "small"
     img_size: int = 32
     patch_size: int = 4
     in_chans: int | None = None  # None: follow the data (1 for Fashion-MNIST)

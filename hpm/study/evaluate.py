@@ -38,6 +38,7 @@ def eval_run(spec: StudySpec, job: Job) -> None:
     ev = spec.eval
     base = dict(train_subset=ev.train_subset, test_subset=ev.test_subset, seed=ev.seed, pool=ev.pool, precision=ev.precision)
     todo = [("knn", eval_file(job.run_dir, "knn"))] + ([("linear", eval_file(job.run_dir, "linear"))] if ev.linear else [])
+    todo = todo if ev.classification else []
     if job.seed in job.variant.finetune_seeds:
         todo.append(("finetune", finetune_file(job.run_dir, ev.finetune_recipe)))
     for protocol, out in todo:
@@ -47,6 +48,8 @@ def eval_run(spec: StudySpec, job: Job) -> None:
         LOG.info("study %s: %s / seed %d: %s", spec.name, job.variant.name, job.seed, protocol)
         run_eval(protocol, job.run_dir, opts, export_classifier=export_classifier)  # type: ignore[arg-type]
     out = eval_file(job.run_dir, "ranking")
+    if not ev.classification:
+        return  # TODO ranking on unlabelled data
     if (read_json(out) or {}).get("version", 1) < RANKING_VERSION:  # missing, or made by older code
         LOG.info("study %s: %s / seed %d: ranking quality", spec.name, job.variant.name, job.seed)
         write_json(out, ranking_eval(spec, job.run_dir))

@@ -24,7 +24,7 @@ def run_floors(spec: StudySpec) -> None:
     floors = floor_dir(spec)
     cfg = variant_config(spec, spec.variants[0], 0)
     kept = archived_floors(spec)
-    for protocol in ["knn"] + (["linear"] if ev.linear else []):
+    for protocol in (["knn"] + (["linear"] if ev.linear else [])) * ev.classification:
         if all((kept.get(kind) or {}).get(f"{protocol}_top1") is not None for kind in ("random_init", "raw_pixels")) \
                 and not any((floors / f"{kind}_{protocol}.json").is_file() for kind in ("random_init", "raw_pixels")):
             continue  # figures kept from the report (the files are gone with an old machine)

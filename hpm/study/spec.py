@@ -36,6 +36,19 @@ class VariantSpec(_Strict):
     description: str = ""
 
 
+class DenseEval(_Strict):
+    """One dense evaluation of every run and random-init floor (``hpm eval segment`` / ``detect``)."""
+
+    name: str  # the result file: RUN/eval/study_<name>.json
+    task: Literal["segment", "detect"]
+    data_dir: str  # ADE20K's layout (segment) or COCO's (detect), e.g. from `hpm data scenes`
+    recipe: str = "small"
+    labels: int | None = None  # only this many labelled training images (None: all)
+    overrides: dict[str, Any] = Field(default_factory=dict)  # recipe keys
+    # results key -> dotted path into the evaluation's result, e.g. {det_box_ap: bbox.AP}
+    figures: dict[str, str]
+
+
 class StudyEval(_Strict):
     """What every finished run is evaluated with (identical data for all runs)."""
 
@@ -62,11 +75,25 @@ class StudyEval(_Strict):
     labels_finetune_overrides: dict[str, Any] = Field(default_factory=dict)
     labels_test_subset: int | None = None
     labels_floor_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])  # random-init encoders (init seed)
+    # false: no k-NN or linear probe on class labels (pre-training data without image labels)
+    classification: bool = True
+    # dense evaluations (hpm/study/dense.py): each run, recipe seed = pre-training seed, and
+    # random-init encoders of dense_floor_seeds (init seed = recipe seed)
+    dense: list[DenseEval] = Field(default_factory=list)
+    dense_floor_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    dense_only: list[str] | None = None  # run only these dense evaluations (by name); the report keeps all
 
     @model_validator(mode="after")
     def _check_labels(self) -> "StudyEval":
         if any(n < 1 for n in self.labels) or len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels must be distinct positive counts, got {self.labels}")
+        names = [d.name for d in self.dense]
+        keys = [k for d in self.dense for k in d.figures]
+        if len(set(names)) != len(names) or len(set(keys)) != len(keys):
+            raise ValueError(f"dense evaluations need distinct names and figure keys, got {names} / {keys}")
+        unknown = sorted(set(self.dense_only or []) - set(names))
+        if unknown:
+            raise ValueError(f"dense_only names unknown dense evaluation(s) {unknown}; the study has {names}")
         return self
 
 
@@ -139,7 +166,7 @@ class StudySpec(_Strict):
 # report it writes still holds every column of the study file (figures of runs and floors whose
 # files are gone included: they live only in the last report).
 WORK_SELECTION: dict[str, tuple[str, ...]] = {
-    "eval": ("labels", "labels_protocols", "labels_floor_seeds"),
+    "eval": ("labels", "labels_protocols", "labels_floor_seeds", "dense_only", "dense_floor_seeds"),
     "budget_curve": (),  # the whole section
 }
 
