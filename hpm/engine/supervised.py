@@ -9,6 +9,8 @@ types), ``model``, ``optimizer``, ``scaler``, ``loader``, ``history``, ``result`
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -57,6 +59,18 @@ class SupervisedRun:
     @property
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.epochs  # type: ignore[attr-defined]
+
+
+def step_plan(batches: int, epochs: int, iters: int | None) -> tuple[int, int]:
+    """``(steps_per_epoch, epochs)`` of a run whose loader gives ``batches`` per pass: ``epochs``
+    whole passes, or (``iters`` set) ``iters`` optimizer steps: one partial pass when they are
+    fewer than a pass (the first ``iters`` batches of a shuffled pass), else whole passes enough
+    for them (rounded up)."""
+    if iters is None:
+        return batches, epochs
+    if iters <= batches:
+        return iters, 1
+    return batches, math.ceil(iters / batches)
 
 
 def epoch_batches(run: Any, epoch: int, first: int, samples_per_step: int) -> Iterator[Any]:

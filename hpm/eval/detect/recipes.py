@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hpm.config import Precision, parse_overrides
+from hpm.engine.supervised import step_plan
 from hpm.errors import ConfigError
 
 
@@ -28,6 +29,7 @@ class DetectConfig(BaseModel):
     hflip: float = 0.5
     min_box_size: float = 2.0  # training boxes narrower or lower than this (px) are dropped when loading
     epochs: int = 5
+    iters: int | None = None  # set: the run's optimizer steps (one partial pass, or whole passes rounded up)
     batch_size: int = 4
     lr: float = 1e-3
     warmup_iters: int = 4
@@ -50,6 +52,10 @@ class DetectConfig(BaseModel):
     num_workers: int = 0
     seed: int = 0
     ckpt_every_steps: int | None = None  # a checkpoint every N optimizer steps too; may change on resume
+
+    def step_plan(self, batches: int) -> tuple[int, int]:
+        """``(steps_per_epoch, epochs)`` for a loader of ``batches`` per pass (see :func:`~hpm.engine.supervised.step_plan`)."""
+        return step_plan(batches, self.epochs, self.iters)
 
 
 RECIPES: dict[str, dict[str, Any]] = {

@@ -90,11 +90,11 @@ def setup(
                                           drop_last=True)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, collate_fn=collate,
                         num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch < 1:
+    if len(loader) < 1:
         raise ConfigError(f"{len(data.train.images)} training images give no optimizer step of {cfg.batch_size} x "
                           f"{dist.world_size} images; lower batch_size or use more images (--labels)")
-    total = steps_per_epoch * cfg.epochs
+    steps_per_epoch, epochs = cfg.step_plan(len(loader))
+    total = steps_per_epoch * epochs
     optimizer = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,
                                     layer_decay=cfg.layer_decay)
     schedule = MultiStepLRScheduler(optimizer, decay_t=[int(f * total) for f in cfg.lr_drops], decay_rate=0.1,
@@ -106,7 +106,7 @@ def setup(
     return Detecting(
         cfg, data, device, precision, dist, model, wrap_ddp(model, device, dist), sampler, loader,
         DetectionDataset(data.val, data, cfg, train=False), ground_truth(data.val), optimizer, schedule, scaler,
-        steps_per_epoch, cfg.epochs, run_dir, setup_json,
+        steps_per_epoch, epochs, run_dir, setup_json,
     )
 
 

@@ -4,12 +4,12 @@ recipes (:data:`RECIPES`) and how a recipe and ``key=value`` overrides resolve i
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hpm.config import Precision, parse_overrides
+from hpm.engine.supervised import step_plan
 from hpm.errors import ConfigError
 
 Head = Literal["upernet", "linear"]
@@ -29,7 +29,7 @@ class SegmentConfig(BaseModel):
     hflip: float = 0.5
     eval_stride: int | None = None  # sliding-window stride (None: two thirds of crop_size)
     epochs: int = 10
-    iters: int | None = None  # set: the optimizer steps of the run, rounded up to whole epochs
+    iters: int | None = None  # set: the run's optimizer steps (one partial pass, or whole passes rounded up)
     batch_size: int = 8
     lr: float = 1e-3
     min_lr: float = 0.0
@@ -50,9 +50,9 @@ class SegmentConfig(BaseModel):
         """The sliding-window stride of inference."""
         return self.eval_stride or max(1, round(self.crop_size * 2 / 3))
 
-    def epochs_for(self, steps_per_epoch: int) -> int:
-        """Epochs of the run: ``epochs``, or enough whole epochs for ``iters`` steps."""
-        return self.epochs if self.iters is None else max(1, math.ceil(self.iters / steps_per_epoch))
+    def step_plan(self, batches: int) -> tuple[int, int]:
+        """``(steps_per_epoch, epochs)`` for a loader of ``batches`` per pass (see :func:`~hpm.engine.supervised.step_plan`)."""
+        return step_plan(batches, self.epochs, self.iters)
 
 
 RECIPES: dict[str, dict[str, Any]] = {

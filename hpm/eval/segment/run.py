@@ -88,11 +88,10 @@ def setup(
                                           drop_last=True)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
                         num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch < 1:
+    if len(loader) < 1:
         raise ConfigError(f"{len(data.train)} training images give no optimizer step of {cfg.batch_size} x "
                           f"{dist.world_size} images; lower batch_size or use more images (--labels)")
-    epochs = cfg.epochs_for(steps_per_epoch)
+    steps_per_epoch, epochs = cfg.step_plan(len(loader))
     optimizer = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,
                                     layer_decay=cfg.layer_decay)
     schedule = PolyLRScheduler(optimizer, t_initial=steps_per_epoch * epochs, power=cfg.poly_power, lr_min=cfg.min_lr,

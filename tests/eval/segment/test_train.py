@@ -67,3 +67,13 @@ def test_the_ade20k_recipe_at_a_tiny_size(tmp_path: Path) -> None:
     assert scales[0] == 0.65 ** 5 and scales[-1] == 1.0  # stem, 4 blocks, head
     images, labels = next(run.start_epoch(0, 0))
     assert images.shape == (2, 3, 32, 32) and set(labels.unique().tolist()) <= {0, 1, 2, 255}  # reduced labels
+
+
+def test_iters_below_one_pass_train_a_partial_pass(tmp_path: Path) -> None:
+    root = write_ade(tmp_path / "ade", num_train=6, num_val=2)
+    cfg = build_segment_config("ade20k", ["crop_size=32", "eval_stride=16", "batch_size=2", "iters=2",
+                                          "warmup_iters=0", "num_workers=0", "decoder_channels=16"])
+    data = load_segment_data(root, cfg, 3, *STATS)
+    run = setup(build_model(tiny_config(in_chans=3, depth=4).model), data, cfg, resolve_device("cpu"), "fp32",
+                D.DistInfo(), None, {})
+    assert (len(run.loader), run.steps_per_epoch, run.epochs, run.total_steps) == (3, 2, 1, 2)
