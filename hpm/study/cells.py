@@ -20,3 +20,9 @@ def fmt(cell: dict[str, Any] | float | None, digits: int = 2) -> str:
 def signed(x: float | None) -> str:
     """A difference with its sign, two decimals; ``–`` if none."""
     return "–" if x is None else f"{x:+.2f}"
+
+
+def counted(cell: dict[str, Any] | None, seeds: int) -> str:
+    """A figure with ``(n=k)`` when it holds fewer seeds than its row's ``seeds`` column says."""
+    n = (cell or {}).get("n", 0)
+    return fmt(cell) + (f" (n={n})" if 0 < n < seeds else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,6 @@ def eval_run(spec: StudySpec, job: Job) -> None:
         LOG.info("study %s: %s / seed %d: %s", spec.name, job.variant.name, job.seed, protocol)
         run_eval(protocol, job.run_dir, opts, export_classifier=export_classifier)  # type: ignore[arg-type]
     out = eval_file(job.run_dir, "ranking")
-    if not ev.classification:
-        return  # TODO ranking on unlabelled data
     if (read_json(out) or {}).get("version", 1) < RANKING_VERSION:  # missing, or made by older code
         LOG.info("study %s: %s / seed %d: ranking quality", spec.name, job.variant.name, job.seed)
         write_json(out, ranking_eval(spec, job.run_dir))
@@ -57,19 +56,35 @@ def eval_run(spec: StudySpec, job: Job) -> None:
 
 def ranking_eval(spec: StudySpec, path: Path) -> dict[str, Any]:
     """Teacher / student full-image prediction vs the real loss averaged over random masks."""
-    import torch
-
-    from hpm.eval.data import build_eval_data
     from hpm.eval.patch_loss import load_pretrained, ranking_quality
 
     models = load_pretrained(path)
     cfg = models.cfg
     if not models.student.has_predictor and models.teacher is None:  # MAE: nothing scores patches
         return {"version": RANKING_VERSION, "available": False}
-    data = build_eval_data(cfg.data, cfg.model.img_size, int(cfg.model.in_chans or 1), None, spec.eval.ranking_images, spec.eval.seed)
-    dataset = data.test.with_transform(data.transform())
-    imgs = torch.stack([dataset[i][0] for i in range(len(dataset))])  # [N, C, H, W]
+    imgs = ranking_images(cfg, spec.eval.ranking_images, spec.eval.seed, spec.eval.classification)  # [N, C, H, W]
     started = time.perf_counter()
     result = ranking_quality(models, imgs, spec.eval.ranking_masks, seed=spec.eval.seed)
     return {"version": RANKING_VERSION, "available": True, "images": int(imgs.shape[0]), "masks": spec.eval.ranking_masks,
             "seconds": round(time.perf_counter() - started, 2), **result}
+
+
+def ranking_images(cfg: Any, n: int, seed: int, labelled: bool) -> Any:
+    """``n`` test images of the run's data, evaluation-transformed (``[N, C, H, W]``): a seeded,
+    class-balanced subset of a labelled test split, or the first ``n`` of an unlabelled folder's
+    validation split (ADE20K's layout, e.g. the scenes)."""
+    import torch
+
+    from hpm.data.folder import ImageFolderDataset, Unreadable
+    from hpm.data.transforms import build_eval_transform
+    from hpm.eval.data import build_eval_data, normalisation
+
+    channels = int(cfg.model.in_chans or 1)
+    if labelled:
+        data = build_eval_data(cfg.data, cfg.model.img_size, channels, None, n, seed)
+        dataset = data.test.with_transform(data.transform())
+        return torch.stack([dataset[i][0] for i in range(len(dataset))])
+    images = ImageFolderDataset(cfg.data.data_dir, "val", channels)
+    transform = build_eval_transform(cfg.model.img_size, *normalisation(cfg.data, channels), cfg.data.fit)
+    readable = (x for x in (images[i] for i in range(len(images))) if not isinstance(x, Unreadable))  # bad files: skipped
+    return torch.stack([transform(image) for image, _ in itertools.islice(readable, n)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpm.study.cells import fmt, signed
+from hpm.study.cells import counted, fmt, signed
 
 NAMES = {"knn": "k-NN", "linear": "linear", "finetune": "fine-tune"}
 
@@ -35,20 +35,14 @@ def _figures_table(results: dict[str, Any]) -> list[str]:
              "| encoder | seeds | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(columns)]
     for row in results["variants"]:
         if row.get("seeds_done"):
-            cells = [_cell(row.get(key), row["seeds_done"]) for key, _, _ in columns]
+            cells = [counted(row.get(key), row["seeds_done"]) for key, _, _ in columns]
             lines.append(f"| {row['variant']} | {row['seeds_done']}/{row['seeds_planned']} | " + " | ".join(cells) + " |")
     for kind in ("random_init", "raw_pixels"):
         floor = results["floors"].get(kind) or {}
         n = max((floor.get(key) or {}).get("n", 0) for key, _, _ in columns)
-        cells = [_cell(floor.get(key), n) for key, _, _ in columns]
+        cells = [counted(floor.get(key), n) for key, _, _ in columns]
         lines.append(f"| {kind.replace('_', ' ')} | {n} | " + " | ".join(cells) + " |")
     return lines
-
-
-def _cell(cell: dict[str, Any] | None, seeds: int) -> str:
-    """A figure with ``(n=k)`` when it holds fewer seeds than its row's ``seeds`` column says."""
-    n = (cell or {}).get("n", 0)
-    return fmt(cell) + (f" (n={n})" if 0 < n < seeds else "")
 
 
 def _differences_tables(results: dict[str, Any]) -> list[str]:

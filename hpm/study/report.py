@@ -11,6 +11,7 @@ from hpm.io import atomic_write_text
 from hpm.engine.logger import LOG
 from hpm.study.cells import fmt, signed
 from hpm.study.collect import collect
+from hpm.study.dense_report import dense_sections
 from hpm.study.few_labels_report import few_label_sections
 from hpm.study.files import write_json
 from hpm.study.spec import StudySpec, run_dir
@@ -18,7 +19,9 @@ from hpm.study.spec import StudySpec, run_dir
 
 def format_report(results: dict[str, Any]) -> str:
     """The Markdown tables of :func:`collect`'s results."""
-    lines = _variants_table(results) + _floors_table(results) + few_label_sections(results)
+    classify = results.get("classification", True)
+    lines = _variants_table(results) + (_floors_table(results) if classify else []) + few_label_sections(results)
+    lines += dense_sections(results)
     lines += _ranking_table(results) + _attention_table(results)
     lines += _differences_table(results) + _runs_table(results)
     ref = results.get("reference") or {}
@@ -30,29 +33,31 @@ def format_report(results: dict[str, Any]) -> str:
 
 def _variants_table(results: dict[str, Any]) -> list[str]:
     k = results["knn_k"]
+    classify = results.get("classification", True)
+    figures = (f"k-NN@{k} and linear-probe top-1 (%) on the same test images for every run; " if classify
+               else "no classification figures (the pre-training data have no image labels); ")
     lines = [f"# Study `{results['study']}`", "", results["description"].strip(), "",
-             f"Mean ± sample std over seeds (n = seeds finished). k-NN@{k} and linear-probe top-1 (%) on the "
-             "same test images for every run; `pred_spearman`: the student's predictor on its own masked "
-             "batches (training log, mean of the last 5 logs); teacher ranking: the EMA teacher's prediction "
-             "as the run configures it (`mask.teacher_view`: full image or random partial views) vs the real "
-             "loss averaged over random masks (test images); time: training "
+             f"Mean ± sample std over seeds (n = seeds finished). {figures}`pred_spearman`: the student's predictor "
+             "on its own masked batches (training log, mean of the last 5 logs); teacher ranking: the EMA teacher's "
+             "prediction as the run configures it (`mask.teacher_view`: full image or random partial views) vs the "
+             "real loss averaged over random masks (test images); time: training "
              "minutes at the run's median images/s (the per-run table also gives the measured wall time, which "
              "other work on the machine inflates); threads: the CPU threads each run had (images/s and times "
              "compare only between rows with the same threads).", "",
-             f"| variant | seeds | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | teacher ranking ρ | "
-             "teacher top-25% | img/s | time (min) | threads |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| variant | seeds | epochs | " + (f"k-NN@{k} | linear | fine-tune | " if classify else "")
+             + "pred_spearman | teacher ranking ρ | teacher top-25% | img/s | time (min) | threads |",
+             "|---|---|---|" + "---|" * (9 if classify else 6)]
     for row in results["variants"]:
         if not row["seeds_done"]:
-            lines.append(f"| {row['variant']} | 0/{row['seeds_planned']} | – | not run yet | | | | | | | | |")
+            lines.append(f"| {row['variant']} | 0/{row['seeds_planned']} | – | not run yet |" + " |" * (8 if classify else 5))
             continue
         minutes = dict(row["est_time_s"])
         minutes = {**minutes, "mean": minutes["mean"] / 60 if minutes["mean"] is not None else None,
                    "std": minutes["std"] / 60 if minutes["std"] is not None else None}
+        top1 = f"{fmt(row['knn_top1'])} | {fmt(row['linear_top1'])} | {fmt(row['finetune_top1'])} | " if classify else ""
         lines.append(
             f"| {row['variant']} | {row['seeds_done']}/{row['seeds_planned']} | {','.join(map(str, row['epochs']))} | "
-            f"{fmt(row['knn_top1'])} | {fmt(row['linear_top1'])} | {fmt(row['finetune_top1'])} | "
-            f"{fmt(row['pred_spearman'], 3)} | {fmt(row['teacher_rank_spearman'], 3)} | "
+            f"{top1}{fmt(row['pred_spearman'], 3)} | {fmt(row['teacher_rank_spearman'], 3)} | "
             f"{fmt(row['teacher_rank_top25'], 3)} | {fmt(row['img_per_s'], 0)} | {fmt(minutes, 1)} | "
             f"{','.join(map(str, row['threads'])) or '–'} |"
         )
@@ -145,12 +150,16 @@ def _differences_table(results: dict[str, Any]) -> list[str]:
 
 def _runs_table(results: dict[str, Any]) -> list[str]:
     k = results["knn_k"]
-    lines = ["", "Per run:", "", f"| variant | seed | precision | epochs | k-NN@{k} | linear | fine-tune | pred_spearman | "
-             "teacher ranking ρ | img/s | time (min) | wall (min) | threads |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    classify = results.get("classification", True)
+    lines = ["", "Per run:", "", "| variant | seed | precision | epochs | "
+             + (f"k-NN@{k} | linear | fine-tune | " if classify else "")
+             + "pred_spearman | teacher ranking ρ | img/s | time (min) | wall (min) | threads |",
+             "|---|---|---|---|" + "---|" * (9 if classify else 6)]
     for r in results["runs"]:
+        top1 = f"{fmt(r['knn_top1'])} | {fmt(r['linear_top1'])} | {fmt(r['finetune_top1'])} | " if classify else ""
         lines.append(
-            f"| {r['variant']} | {r['seed']} | {r['precision']} | {r['epochs']} | {fmt(r['knn_top1'])} | "
-            f"{fmt(r['linear_top1'])} | {fmt(r['finetune_top1'])} | {fmt(r['pred_spearman'], 3)} | "
+            f"| {r['variant']} | {r['seed']} | {r['precision']} | {r['epochs']} | {top1}"
+            f"{fmt(r['pred_spearman'], 3)} | "
             f"{fmt(r['teacher_rank_spearman'], 3)} | {fmt(r['img_per_s'], 0)} | {fmt(r['est_time_s'] / 60, 1)} | "
             f"{fmt(r['train_time_s'] / 60, 1)} | {r['threads'] if r['threads'] is not None else '–'} |"
         )

@@ -11,6 +11,7 @@ from hpm.engine.logger import LOG, setup_logging
 from hpm.errors import ConfigError
 from hpm.study.archive import archived_runs
 from hpm.study.budget import budget_job, eval_budget
+from hpm.study.dense import eval_run_dense, run_dense_floors
 from hpm.study.evaluate import eval_run
 from hpm.study.few_labels import PIXEL_PROTOCOLS, eval_run_labels, run_label_floors
 from hpm.study.files import done_file
@@ -27,8 +28,9 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
     Args:
         spec: The study.
         only: Run only these variants (the report still covers everything finished); ``floors``
-            names the random-init fine-tunes (``eval.floor_finetune_seeds``, and those at the
-            few-label counts of ``eval.labels``), which otherwise run after every variant's runs.
+            names the random-init fine-tunes (``eval.floor_finetune_seeds``, those at the
+            few-label counts of ``eval.labels`` and the dense ones of ``eval.dense``), which
+            otherwise run after every variant's runs.
         max_jobs: Stop after this many pre-training runs were started in this call.
     """
     setup_logging(True)
@@ -70,14 +72,21 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
             pretrain(spec, job, epochs)
         eval_run(spec, job)
         eval_run_labels(spec, job)
+        eval_run_dense(spec, job, after_each=lambda: write_report(spec))
         if budget_job(spec, job):
             eval_budget(spec, job)
         write_report(spec)
-    if spec.floors and spec.eval.floor_finetune_seeds and (not only or "floors" in only):
-        run_floor_finetunes(spec)
     if spec.floors and (not only or "floors" in only):
-        run_label_floors(spec, ("finetune",), after_each=lambda: write_report(spec))
+        _floor_finetunes(spec)
     for job in deferred:
         LOG.warning("study %s: %s / seed %d waits for runs of %s and %s of the same seed",
                     spec.name, job.variant.name, job.seed, job.variant.match_time_of, job.variant.time_reference)
     return write_report(spec)
+
+
+def _floor_finetunes(spec: StudySpec) -> None:
+    """The random-init fine-tunes: the study's recipe, the few-label counts, the dense evaluations."""
+    if spec.eval.floor_finetune_seeds:
+        run_floor_finetunes(spec)
+    run_label_floors(spec, ("finetune",), after_each=lambda: write_report(spec))
+    run_dense_floors(spec, after_each=lambda: write_report(spec))

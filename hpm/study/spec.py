@@ -221,12 +221,29 @@ def _check_resolved(spec: StudySpec) -> None:
             build_finetune_config(spec.eval.labels_recipe, overrides=spec.eval.labels_finetune_overrides)
         except ConfigError as exc:
             raise ConfigError(f"eval.labels_recipe / labels_finetune_overrides: {exc}") from None
+    for dense in spec.eval.dense:
+        _check_dense(dense)
     curve = spec.budget_curve
     if curve is not None:
         variant = next(v for v in spec.variants if v.name == curve.variant)
         epochs = variant_config(spec, variant, curve.seed).train.epochs
         if max(curve.epochs) > epochs:
             raise ConfigError(f"budget_curve.epochs {curve.epochs} go beyond the {epochs} epochs of {curve.variant!r}")
+
+
+def _check_dense(dense: DenseEval) -> None:
+    """A dense evaluation's recipe and overrides resolve, and its data folder exists."""
+    if dense.task == "segment":
+        from hpm.eval.segment.recipes import build_segment_config as build
+    else:
+        from hpm.eval.detect.recipes import build_detect_config as build  # type: ignore[assignment]
+    try:
+        build(dense.recipe, overrides=dense.overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"eval.dense {dense.name!r}: {exc}") from None
+    if not Path(dense.data_dir).is_dir():
+        raise ConfigError(f"eval.dense {dense.name!r}: data_dir {dense.data_dir} does not exist; write the scenes with "
+                          f"`hpm data scenes {dense.data_dir}` or point data_dir at your data")
 
 
 def parse_study_overrides(items: list[str]) -> dict[str, Any]:

@@ -48,6 +48,8 @@ class DetectOptions:
         precision: ``auto`` (the recipe's), ``bf16``, ``fp16`` or ``fp32``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         seed: The labelled images' choice and the random initialisation.
+        init_seed: The random initialisation's seed instead of ``seed`` (a floor of several
+            initialisations on the same labelled images).
         out: Result file (default ``PATH/eval/detect[_random_init][_l<N>].json``); the detection
             directory is its path without ``.json``.
         cfg: Architecture of a random initialisation without a checkpoint.
@@ -65,6 +67,7 @@ class DetectOptions:
     precision: str = "auto"
     device: str = "auto"
     seed: int = 0
+    init_seed: int | None = None
     out: str | Path | None = None
     cfg: Config | None = None
     recipe: DetectConfig = field(default_factory=DetectConfig)
@@ -97,7 +100,8 @@ def _load(path: str | Path | None, opts: DetectOptions) -> tuple[LoadedEncoder, 
         raise ConfigError("give a run directory or checkpoint folder to evaluate, or --random-init")
     paths = coco_paths(opts.data_dir, (opts.train_json, opts.val_json), (opts.train_images, opts.val_images))
     cfg = opts.cfg if opts.cfg is not None or path is not None else random_init_config()
-    enc = load_encoder(path, opts.random_init, opts.weights, cfg, opts.recipe.image_size, opts.seed)
+    init_seed = opts.seed if opts.init_seed is None else opts.init_seed
+    enc = load_encoder(path, opts.random_init, opts.weights, cfg, opts.recipe.image_size, init_seed)
     channels = int(enc.cfg.model.in_chans or 3)
     mean, std = normalisation(enc.cfg.data, channels)
     return enc, load_detect_data(paths, channels, mean, std, opts.labels, opts.seed)

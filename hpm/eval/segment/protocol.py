@@ -37,6 +37,8 @@ class SegmentOptions:
         precision: ``auto`` (the recipe's), ``bf16``, ``fp16`` or ``fp32``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         seed: The labelled images' choice and the random initialisation.
+        init_seed: The random initialisation's seed instead of ``seed`` (a floor of several
+            initialisations on the same labelled images).
         out: Result file (default ``PATH/eval/segment[_linear][_random_init][_l<N>].json``); the
             run directory is its path without ``.json``.
         cfg: Architecture of a random initialisation without a checkpoint.
@@ -50,6 +52,7 @@ class SegmentOptions:
     precision: str = "auto"
     device: str = "auto"
     seed: int = 0
+    init_seed: int | None = None
     out: str | Path | None = None
     cfg: Config | None = None
     recipe: SegmentConfig = field(default_factory=SegmentConfig)
@@ -82,7 +85,8 @@ def _load(path: str | Path | None, opts: SegmentOptions) -> tuple[LoadedEncoder,
     if path is None and not opts.random_init:
         raise ConfigError("give a run directory or checkpoint folder to evaluate, or --random-init")
     cfg = opts.cfg if opts.cfg is not None or path is not None else random_init_config()
-    enc = load_encoder(path, opts.random_init, opts.weights, cfg, opts.recipe.crop_size, opts.seed)
+    init_seed = opts.seed if opts.init_seed is None else opts.init_seed
+    enc = load_encoder(path, opts.random_init, opts.weights, cfg, opts.recipe.crop_size, init_seed)
     channels = int(enc.cfg.model.in_chans or 3)
     mean, std = normalisation(enc.cfg.data, channels)
     data = load_segment_data(opts.data_dir, opts.recipe, channels, mean, std, opts.labels, opts.seed)

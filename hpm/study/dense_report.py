@@ -1,0 +1,63 @@
+"""The report's dense tables: segmentation and detection figures per encoder, and per-seed differences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hpm.study.cells import counted, signed
+
+
+def dense_sections(results: dict[str, Any]) -> list[str]:
+    """The Markdown lines of the dense results (none for a study without them)."""
+    if not results.get("dense"):
+        return []
+    return _figures_table(results) + _differences_table(results)
+
+
+def _columns(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(key, d) for d in results["dense"]["evaluations"] for key in d["figures"]]
+
+
+def _describe(d: dict[str, Any]) -> str:
+    labels = "all labelled images" if d["labels"] is None else f"{d['labels']} labelled images"
+    overrides = ", ".join(f"{k}={v}" for k, v in d["overrides"].items())
+    return f"`{d['name']}`: `hpm eval {d['task']}`, recipe `{d['recipe']}`" + (f" ({overrides})" if overrides else "") + \
+        f", {labels}, on `{d['data_dir']}`"
+
+
+def _figures_table(results: dict[str, Any]) -> list[str]:
+    dense = results["dense"]
+    columns = _columns(results)
+    lines = ["", "Dense evaluation (recipe seed = pre-training seed; the labelled images chosen by seed "
+             f"{dense['label_seed']}: the same for every row; floor: random-init encoders of init seeds "
+             f"{', '.join(map(str, dense['floor_seeds']))}). Segmentation: mIoU (%) over the classes present, "
+             "single scale; detection: COCO AP (%) at IoU 0.50:0.95. Mean ± sample std over seeds.", "",
+             *[f"- {_describe(d)}" for d in dense["evaluations"]], "",
+             "| encoder | seeds | " + " | ".join(f"`{key}`" for key, _ in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for row in results["variants"]:
+        if row.get("seeds_done"):
+            cells = [counted(row.get(key), row["seeds_done"]) for key, _ in columns]
+            lines.append(f"| {row['variant']} | {row['seeds_done']}/{row['seeds_planned']} | " + " | ".join(cells) + " |")
+    floor = results["floors"].get("random_init") or {}
+    n = max((floor.get(key) or {}).get("n", 0) for key, _ in columns)
+    lines.append(f"| random init | {n}/{len(dense['floor_seeds'])} | "
+                 + " | ".join(counted(floor.get(key), n) for key, _ in columns) + " |")
+    return lines
+
+
+def _differences_table(results: dict[str, Any]) -> list[str]:
+    """Per run: each figure minus the random-init floor of its seed, and minus each reference's run."""
+    diffs = results["dense"]["differences"]
+    keys = [k for k in dict.fromkeys(k for d in diffs for k in d if "_minus_" in k)
+            if any(d.get(k) is not None for d in diffs)]
+    if not keys:
+        return []
+    lines = ["", "Dense per-seed differences (points; the run minus the random-init encoder of the same seed, or "
+             "minus the reference variant's run of the same seed):", "",
+             "| variant | seed | " + " | ".join(k.replace("_minus_", " − ") for k in keys) + " |",
+             "|---|---|" + "---|" * len(keys)]
+    for d in diffs:
+        lines.append(f"| {d['variant']} | {d['seed']} | " + " | ".join(signed(d.get(k)) for k in keys) + " |")
+    return lines
+

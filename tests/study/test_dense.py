@@ -1,0 +1,115 @@
+"""A tiny dense study: pre-training on unlabelled scenes, segmentation and detection of every run
+and of random-init floors, the figures in results.json and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hpm.cli import main
+from hpm.data.scenes import SceneOptions, write_scenes
+from hpm.errors import ConfigError
+from hpm.study import load_study, run_study
+from hpm.study.collect import collect
+from tests.conftest import HAVE_FASHION_MNIST
+
+pytestmark = pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="Debian package dataset-fashion-mnist is not installed")
+
+SEG = {"crop_size": 32, "batch_size": 4, "iters": 2, "warmup_iters": 0, "decoder_channels": 8, "precision": "fp32"}
+DET = {"image_size": 32, "batch_size": 2, "iters": 2, "warmup_iters": 0, "pyramid_channels": 8, "box_head_dim": 16,
+       "mask_head_dim": 8, "rpn_proposals": 20, "roi_batch": 16, "precision": "fp32"}
+
+
+def _write(tmp_path: Path) -> Path:
+    scenes = tmp_path / "scenes"
+    write_scenes(scenes, SceneOptions(num_train=24, num_val=6, size=32, seed=0), progress=False)
+    data = str(scenes)
+    spec: dict[str, Any] = {
+        "name": "tiny_dense", "runs_dir": str(tmp_path / "runs"), "report_dir": str(tmp_path / "report"),
+        "base": {"model": {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2,
+                           "decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2},
+                 "data": {"data_dir": data, "num_workers": 0},
+                 "train": {"epochs": 1, "batch_size": 8, "warmup_epochs": 0.5, "precision": "fp32", "log_every": 1},
+                 "eval": {"knn_at_end": False}},
+        "eval": {"classification": False, "ranking_images": 4, "ranking_masks": 2, "dense_floor_seeds": [0, 1],
+                 "dense": [
+                     {"name": "seg_linear", "task": "segment", "data_dir": data, "overrides": {**SEG, "head": "linear"},
+                      "figures": {"seg_linear_miou": "miou"}},
+                     {"name": "det_l8", "task": "detect", "data_dir": data, "labels": 8, "overrides": DET,
+                      "figures": {"det_box_ap_l8": "box.AP", "det_mask_ap_l8": "mask.AP"}}]},
+        "compare_to": ["mae"],
+        "variants": [{"name": "mae", "config": "configs/ablations/mae.yaml", "seeds": [0]},
+                     {"name": "hpm", "config": "configs/ablations/efficient.yaml", "seeds": [0]}],
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_a_tiny_dense_study_fine_tunes_every_run_and_floor_and_reports_them(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    spec = load_study(path)
+    run_study(spec)
+    runs = tmp_path / "runs"
+    hpm = runs / "hpm" / "seed_0" / "eval"
+    seg = json.loads((hpm / "study_seg_linear.json").read_text())
+    det = json.loads((hpm / "study_det_l8.json").read_text())
+    assert seg["result"]["recipe"]["head"] == "linear" and seg["result"]["recipe"]["seed"] == 0
+    assert det["data"]["labels"] == 8 and det["data"]["labels_seed"] == 0
+    floor = json.loads((runs / "floors" / "random_init_det_l8_seed_1.json").read_text())
+    assert floor["source"]["random_init"] and floor["data"] == det["data"]  # the same labelled images
+    assert floor["result"]["recipe"]["seed"] == 1
+    assert not (hpm / "study_knn.json").exists()  # no class labels: no k-NN or probe
+    rank = json.loads((hpm / "study_ranking.json").read_text())
+    assert rank["available"] and rank["images"] == 4  # the teacher ranked validation scenes
+
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert results == json.loads(json.dumps(collect(spec)))
+    row = next(v for v in results["variants"] if v["variant"] == "hpm")
+    assert row["seg_linear_miou"]["per_seed"] == {"0": seg["result"]["miou"]}
+    assert row["det_box_ap_l8"]["per_seed"]["0"] == pytest.approx(100 * det["result"]["box"]["AP"])
+    floors = results["floors"]["random_init"]["seg_linear_miou"]
+    assert floors["n"] == 2 and set(floors["per_seed"]) == {"0", "1"}
+    diff = next(d for d in results["dense"]["differences"] if d["variant"] == "hpm")
+    mae = next(r for r in results["runs"] if r["variant"] == "mae")
+    assert diff["seg_linear_miou_minus_mae"] == pytest.approx(seg["result"]["miou"] - mae["seg_linear_miou"])
+    assert diff["seg_linear_miou_minus_random_init"] == pytest.approx(seg["result"]["miou"] - floors["per_seed"]["0"])
+    table = (tmp_path / "report" / "results.md").read_text()
+    assert "| encoder | seeds | `seg_linear_miou` | `det_box_ap_l8` | `det_mask_ap_l8` |" in table
+    assert "| random init | 2/2 |" in table and "k-NN@" not in table
+
+    # a narrowed call redoes nothing and keeps every figure of the report
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("study_*.json")}
+    assert main(["study", str(path), "eval.dense_only=[seg_linear]", "eval.dense_floor_seeds=[0]"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("study_*.json")} == before
+    assert json.loads((tmp_path / "report" / "results.json").read_text())["floors"] == results["floors"]
+
+
+def test_bad_dense_evaluations_are_refused_before_any_work(tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["eval"]["dense"][0]["overrides"]["nope"] = 1
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match="eval.dense 'seg_linear': invalid segmentation configuration"):
+        load_study(path)
+    spec["eval"]["dense"][0]["overrides"].pop("nope")
+    spec["eval"]["dense"][1]["data_dir"] = str(tmp_path / "missing")
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match="hpm data scenes"):
+        load_study(path)
+    with pytest.raises(ConfigError, match="dense_only names unknown"):
+        load_study(_write(tmp_path / "again"), {"eval": {"dense_only": ["nope"]}})
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_shipped_dense_study() -> None:
+    raw = yaml.safe_load(Path("configs/study/scenes_dense.yaml").read_text())
+    keys = {k for d in raw["eval"]["dense"] for k in d["figures"]}
+    assert keys == {"seg_linear_miou", "seg_upernet_miou", "seg_upernet_miou_l1000", "det_box_ap", "det_mask_ap",
+                    "det_box_ap_l1000"}
+    assert raw["base"]["model"]["preset"] == "small64" and raw["eval"]["classification"] is False
+    assert {v["name"]: v["seeds"] for v in raw["variants"]} == {"mae": [0, 1, 2], "hpm": [0, 1, 2]}
