@@ -7,7 +7,7 @@ work starts; an unknown key or a bad value raises :class:`ConfigError` naming wh
 
 from hpm.config.build import _deep_merge, build_config, config_from_dict, deep_merge, parse_overrides
 from hpm.config.loading import load_yaml_file, load_yaml_mapping
-from hpm.config.presets import PRESETS, TIMM_NAMES
+from hpm.config.presets import ALL_PRESETS, PRESETS, TIMM_NAMES, VIDEO_PRESETS
 from hpm.config.saving import config_to_dict, save_config
 from hpm.config.sections import (
     FASHION_MNIST_ROOT,
@@ -25,9 +25,11 @@ from hpm.config.sections import (
 from hpm.errors import ConfigError
 
 __all__ = [
+    "ALL_PRESETS",
     "FASHION_MNIST_ROOT",
     "PRESETS",
     "TIMM_NAMES",
+    "VIDEO_PRESETS",
     "Config",
     "ConfigError",
     "DataConfig",

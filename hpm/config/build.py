@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from hpm.config.loading import load_yaml_mapping, one_line
-from hpm.config.presets import PRESETS
+from hpm.config.presets import ALL_PRESETS
 from hpm.config.sections import Config, ModelConfig
 from hpm.errors import ConfigError
 
@@ -99,9 +99,9 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     if not isinstance(model, dict):
         raise ConfigError("'model' must be a mapping")
     preset = model.get("preset", ModelConfig.model_fields["preset"].default)
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown model preset {preset!r}. Valid presets: {', '.join(PRESETS)}")
-    raw["model"] = {**PRESETS[preset], **model}
+    if preset not in ALL_PRESETS:
+        raise ConfigError(f"unknown model preset {preset!r}. Valid presets: {', '.join(ALL_PRESETS)}")
+    raw["model"] = {**ALL_PRESETS[preset], **model}
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""Model presets: encoder and decoder shapes by name, and the timm names of the encoders."""
+"""Model presets: encoder and decoder shapes by name (images, then video), and the timm names of the encoders."""
 
 from __future__ import annotations
 
@@ -22,6 +22,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     "vit_l16": dict(img_size=224, patch_size=16, embed_dim=1024, depth=24, num_heads=16, **_PAPER_DECODER),
     "vit_h14": dict(img_size=224, patch_size=14, embed_dim=1280, depth=32, num_heads=16, **_PAPER_DECODER),
 }
+# Video presets (``model.num_frames`` set): a Conv3d tubelet embedding, spatio-temporal positions.
+# Kept apart from PRESETS, which lists the image models; config resolution reads both.
+VIDEO_PRESETS: dict[str, dict[str, Any]] = {
+    # video (Moving Fashion-MNIST sized): 16 frames of 32 px, tubelets of 2 x 4 x 4 (8 x 8 x 8 = 512
+    # tokens), the small widths.
+    "video_small": dict(
+        img_size=32, patch_size=4, num_frames=16, tubelet_size=2, embed_dim=192, depth=6, num_heads=3,
+        decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4,
+    ),
+    # VideoMAE's ViT-B: 16 frames of 224 px, tubelets of 2 x 16 x 16 (8 x 14 x 14 = 1568 tokens).
+    "video_b16": dict(
+        img_size=224, patch_size=16, num_frames=16, tubelet_size=2, embed_dim=768, depth=12, num_heads=12,
+        **_PAPER_DECODER,
+    ),
+}
+ALL_PRESETS: dict[str, dict[str, Any]] = {**PRESETS, **VIDEO_PRESETS}
 # timm model names with the same encoder (used by export).
 TIMM_NAMES = {
     "vit_s16": "vit_small_patch16_224",

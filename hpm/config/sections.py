@@ -18,9 +18,13 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     """Encoder, decoder and loss-predictor shapes (see :data:`~hpm.config.presets.PRESETS`)."""
 
-    preset: Literal["small", "small64", "vit_s16", "vit_b16", "vit_l16", "vit_h14"] = "small"
+    preset: Literal["small", "small64", "vit_s16", "vit_b16", "vit_l16", "vit_h14", "video_small", "video_b16"] = "small"
     img_size: int = 32
     patch_size: int = 4
+    # video: frames per clip (None: the model takes images) and frames per tubelet, the temporal
+    # side of the Conv3d patch embedding (VideoMAE: 16 frames, tubelets of 2)
+    num_frames: int | None = None
+    tubelet_size: int = 2
     in_chans: int | None = None  # None: follow the data (1 for Fashion-MNIST)
     embed_dim: int = 192
     depth: int = 6
@@ -43,6 +47,12 @@ class ModelConfig(_Section):
             raise ValueError(
                 f"img_size ({self.img_size}) must be divisible by patch_size ({self.patch_size})"
             )
+        if self.tubelet_size < 1:
+            raise ValueError(f"tubelet_size must be >= 1, got {self.tubelet_size}")
+        if self.num_frames is not None and (self.num_frames < 1 or self.num_frames % self.tubelet_size):
+            raise ValueError(
+                f"num_frames ({self.num_frames}) must be a positive multiple of tubelet_size ({self.tubelet_size})"
+            )
         for dim, heads, name in (
             (self.embed_dim, self.num_heads, "embed_dim/num_heads"),
             (self.decoder_embed_dim, self.decoder_num_heads, "decoder_embed_dim/decoder_num_heads"),
@@ -56,9 +66,11 @@ class ModelConfig(_Section):
 
 class MaskConfig(_Section):
     """Which patches are hidden: random (MAE), block (BEiT), hpm (the teacher's predicted loss
-    chooses the hard patches) or attention (AttMask: the teacher's [CLS] attention chooses them)."""
+    chooses the hard patches) or attention (AttMask: the teacher's [CLS] attention chooses them);
+    for video models also tube (VideoMAE: one spatial random mask repeated over time) and
+    hpm_tube (HPM on tubes: the predicted loss averaged over time chooses the hard tubes)."""
 
-    strategy: Literal["random", "block", "hpm", "attention"] = "hpm"
+    strategy: Literal["random", "block", "hpm", "attention", "tube", "hpm_tube"] = "hpm"
     ratio: float = 0.75
     # hpm and attention: fraction alpha of the masked patches chosen by the teacher's scores
     schedule: Literal["easy_to_hard", "hard_to_easy", "fixed"] = "easy_to_hard"
@@ -191,6 +203,9 @@ class DataConfig(_Section):
     # folder / shard data: decode a JPEG at the smallest scale its random crop needs (PIL draft;
     # see hpm/data/draft.py); false decodes every image at full size
     draft: bool = True
+    # video data (a folder of video files): frames between two frames of a clip (VideoMAE: 4 on
+    # Kinetics, 2 on Something-Something); the clip's frame count is model.num_frames
+    frame_stride: int = 1
     mean: list[float] | None = None  # None: the data set's own statistics
     std: list[float] | None = None
 
@@ -202,6 +217,8 @@ class DataConfig(_Section):
             raise ValueError(f"channels must be 1, 3 or null, got {self.channels}")
         if self.subset is not None and self.subset <= 0:
             raise ValueError(f"subset must be positive, got {self.subset}")
+        if self.frame_stride < 1:
+            raise ValueError(f"frame_stride must be >= 1, got {self.frame_stride}")
         return self
 
 

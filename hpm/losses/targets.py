@@ -30,6 +30,7 @@ from hpm.errors import ConfigError
 from hpm.losses.hog import default_cell, hog_dim, hog_targets
 from hpm.losses.reconstruction import patch_targets
 from hpm.models.mae import patchify
+from hpm.models.tubelet import patchify_clips
 
 __all__ = [
     "PatchTarget", "TargetFn", "all_patches", "build_target", "feature_target", "gather_patches", "hog_cell",
@@ -99,11 +100,18 @@ class PatchTarget:
         return gather_patches(self.per_patch(images), ids_mask).float()
 
 
-def pixel_target(patch_size: int, norm: bool = True) -> PatchTarget:
+def pixel_target(patch_size: int, norm: bool = True, tubelet_size: int | None = None) -> PatchTarget:
     """Pixels of a patch, normalised per patch (``norm_pix``) or not (``pix``); the width
-    follows the images' channels (:attr:`PatchTarget.dim` assumes one channel)."""
-    return PatchTarget("norm_pix" if norm else "pix", patch_size * patch_size,
-                       lambda x: patch_targets(patchify(x, patch_size), norm))
+    follows the images' channels (:attr:`PatchTarget.dim` assumes one channel).
+
+    With ``tubelet_size`` the inputs are clips [N, C, T, H, W] and a token's target is its
+    tubelet, patchified as the video model does (:func:`~hpm.models.tubelet.patchify_clips`)
+    and normalised per tubelet."""
+    name = "norm_pix" if norm else "pix"
+    if tubelet_size is not None:
+        return PatchTarget(name, tubelet_size * patch_size * patch_size,
+                           lambda x: patch_targets(patchify_clips(x, patch_size, tubelet_size), norm))
+    return PatchTarget(name, patch_size * patch_size, lambda x: patch_targets(patchify(x, patch_size), norm))
 
 
 def hog_cell(cfg: Config) -> int:
@@ -121,10 +129,14 @@ def build_target(cfg: Config, device: torch.device | None = None) -> PatchTarget
     mc, lc = cfg.model, cfg.loss
     chans = int(mc.in_chans or 1)
     p = mc.patch_size
+    video = mc.num_frames is not None
     if lc.target in ("norm_pix", "pix"):
-        target = pixel_target(p, lc.target == "norm_pix")
+        target = pixel_target(p, lc.target == "norm_pix", mc.tubelet_size if video else None)
         target.dim *= chans
         return target
+    if video and lc.target in ("hog", "model"):
+        raise ConfigError(f"loss.target={lc.target} reads images; a video model (model.num_frames set) "
+                          "reconstructs norm_pix, pix or ema targets")
     if lc.target == "hog":
         cell = hog_cell(cfg)
         if p % cell:

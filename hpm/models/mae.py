@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from hpm.config import Config, ModelConfig
 from hpm.models.cls_attention import cls_attention
-from hpm.models.pos_embed import sincos_pos_embed_with_cls
+from hpm.models.pos_embed import sincos_3d_pos_embed_with_cls, sincos_pos_embed_with_cls
+from hpm.models.tubelet import TubeletEmbed, patchify_clips, unpatchify_clips
 
 _norm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -46,8 +47,19 @@ def patchify(imgs: Tensor, patch_size: int) -> Tensor:
     return x.reshape(n, (h // p) * (w // p), p * p * c)
 
 
+def _positions(grid: tuple[int, int], time_size: int, video: bool, dim: int) -> Tensor:
+    """Fixed sin-cos positions, class-token row first: 2-D for images, 3-D for video. [1, 1 + L, dim]."""
+    if video:
+        return sincos_3d_pos_embed_with_cls((time_size, *grid), dim)
+    return sincos_pos_embed_with_cls(grid, dim)
+
+
 class MaskedAutoencoder(nn.Module):
     """ViT masked autoencoder (MAE) with an optional loss-predictor decoder (HPM).
+
+    With ``cfg.num_frames`` set the model takes clips [N, C, T, H, W]: a Conv3d tubelet
+    embedding (:class:`~hpm.models.tubelet.TubeletEmbed`) makes time-major tokens with 3-D
+    sin-cos positions; everything after the embedding is the image model's code, per token.
 
     Args:
         cfg: resolved model config (``in_chans`` must be set).
@@ -64,24 +76,31 @@ class MaskedAutoencoder(nn.Module):
         self.patch_size = cfg.patch_size
         self.in_chans = cfg.in_chans
         # --- encoder (timm VisionTransformer names) ---
-        self.patch_embed = PatchEmbed(cfg.img_size, cfg.patch_size, cfg.in_chans, cfg.embed_dim)
+        self.is_video = cfg.num_frames is not None
+        self.tubelet_size = cfg.tubelet_size if self.is_video else 1
+        self.patch_embed: nn.Module = (
+            TubeletEmbed(cfg.img_size, cfg.patch_size, cfg.num_frames, cfg.tubelet_size, cfg.in_chans, cfg.embed_dim)
+            if cfg.num_frames is not None
+            else PatchEmbed(cfg.img_size, cfg.patch_size, cfg.in_chans, cfg.embed_dim)
+        )
         self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)  # type: ignore[assignment]
-        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.time_size: int = getattr(self.patch_embed, "time_size", 1)  # tubelet positions in time (1: images)
+        self.num_patches = self.time_size * self.grid_size[0] * self.grid_size[1]
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
-        self.register_buffer("pos_embed", sincos_pos_embed_with_cls(self.grid_size, cfg.embed_dim))
+        self.register_buffer("pos_embed", _positions(self.grid_size, self.time_size, self.is_video, cfg.embed_dim))
         self.blocks = _blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio)
         self.norm = _norm(cfg.embed_dim)
         # --- shared decoder input ---
         dd = cfg.decoder_embed_dim
         self.decoder_embed = nn.Linear(cfg.embed_dim, dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
-        self.register_buffer("decoder_pos_embed", sincos_pos_embed_with_cls(self.grid_size, dd))
+        self.register_buffer("decoder_pos_embed", _positions(self.grid_size, self.time_size, self.is_video, dd))
         # --- reconstructor ---
         self.decoder_blocks: nn.ModuleList | None = _blocks(
             dd, cfg.decoder_depth, cfg.decoder_num_heads, cfg.mlp_ratio
         )
         self.decoder_norm: nn.Module | None = _norm(dd)
-        self.target_dim = target_dim or cfg.patch_size**2 * cfg.in_chans
+        self.target_dim = target_dim or cfg.patch_size**2 * cfg.in_chans * self.tubelet_size
         self.decoder_pred: nn.Module | None = nn.Linear(dd, self.target_dim)
         # --- loss predictor (HPM) ---
         self.has_predictor = loss_predictor
@@ -123,11 +142,17 @@ class MaskedAutoencoder(nn.Module):
 
     # ------------------------------------------------------------ patches
     def patchify(self, imgs: Tensor) -> Tensor:
-        """[N, C, H, W] -> [N, L, p*p*C] (row-major patches, channels last within a patch)."""
+        """[N, C, H, W] -> [N, L, p*p*C] (row-major patches, channels last within a patch);
+        video: [N, C, T, H, W] -> [N, L, t*p*p*C] (:func:`~hpm.models.tubelet.patchify_clips`)."""
+        if self.is_video:
+            return patchify_clips(imgs, self.patch_size, self.tubelet_size)
         return patchify(imgs, self.patch_size)
 
     def unpatchify(self, x: Tensor) -> Tensor:
-        """[N, L, p*p*C] -> [N, C, H, W] (inverse of :meth:`patchify`)."""
+        """[N, L, p*p*C] -> [N, C, H, W] (inverse of :meth:`patchify`); video: -> [N, C, T, H, W]."""
+        if self.is_video:
+            grid = (self.time_size, *self.grid_size)
+            return unpatchify_clips(x, grid, self.patch_size, self.tubelet_size, self.in_chans)
         p, c = self.patch_size, self.in_chans
         gh, gw = self.grid_size
         x = x.reshape(x.shape[0], gh, gw, p, p, c)
