@@ -87,15 +87,14 @@ class PretrainStep:
         self.world_size = world_size
         self.batch_size = cfg.train.batch_size
         self.num_patches = model.num_patches
-        self.num_mask = num_masked(self.num_patches, cfg.mask.ratio)
         self.predictor = cfg.loss.predictor
         self.loss_weight = float(cfg.loss.weight)
         if self.predictor != "none" and not model.has_predictor:
             raise ValueError("loss.predictor is set but the model has no loss-predictor branch")
         self.masking = get_strategy(cfg.mask.strategy)
+        self.num_mask = self.masking.masked_count(self.num_patches, cfg.mask.ratio, model.time_size)
         self.uses_teacher = self.masking.uses_teacher
-        if self.masking.check is not None:
-            self.masking.check(cfg)
+        self.masking.check_config(cfg)
         self.teacher_view = cfg.mask.teacher_view
         self.teacher_views = cfg.mask.teacher_views
         self.teacher_num_mask = num_masked(self.num_patches, cfg.mask.view_ratio)
@@ -145,7 +144,7 @@ class PretrainStep:
     def num_chosen(self, num_hard: int) -> int:
         """Masked patches the teacher's score chose, the first columns of ``ids_mask``: ``num_hard``,
         less the shown-back hints of attention masking's ``hints`` mode."""
-        return self.masking.num_chosen(self.cfg.mask, num_hard)
+        return self.masking.chosen_count(self.cfg.mask, num_hard, self.model.time_size)
 
     def autocast(self) -> ContextManager[object]:
         return autocast(self.device, self.precision)
@@ -236,7 +235,7 @@ class PretrainStep:
             scores = self.teacher_scores(images, view_noise)  # [N, L]
         request = MaskRequest(
             self.cfg.mask, self.model.grid_size, self.num_mask, self.generator, n_global, (lo, hi), self.device,
-            num_hard, scores,
+            num_hard, scores, self.model.time_size,
         )
         with self.timer("masks"):
             masks = self.masking.mask(request)

@@ -9,6 +9,7 @@ from hpm.masking.registry import STRATEGIES, get_strategy, score_source
 from hpm.masking.schedule import alpha_at, num_hard_patches
 from hpm.masking.scoring import check_teacher_views, score_full_view, score_partial_views
 from hpm.masking.strategy import MaskRequest, MaskStrategy, ScoreSource, global_noise
+from hpm.masking.tube import cell_scores, hard_tube_mask, tube_mask
 from hpm.masking.teacher_view import average_at_masked, score_teacher_views, teacher_views, znorm
 
 __all__ = [
@@ -16,5 +17,5 @@ __all__ = [
     "random_mask", "split_by_order", "average_at_masked", "score_teacher_views", "teacher_views", "znorm",
     "AttentionMode", "attention_mask", "attention_view_scores", "num_chosen", "num_hints", "shown_hints",
     "MaskRequest", "MaskStrategy", "ScoreSource", "global_noise", "STRATEGIES", "get_strategy", "score_source",
-    "check_teacher_views", "score_full_view", "score_partial_views",
+    "check_teacher_views", "score_full_view", "score_partial_views", "cell_scores", "hard_tube_mask", "tube_mask",
 ]

@@ -104,7 +104,7 @@ def attention_view_scores(teacher, imgs: Tensor, views: list[MaskIds]) -> Tensor
     """
     n, v = imgs.shape[0], len(views)
     ids_keep = torch.cat([view.ids_keep for view in views])  # [V*N, L-K]
-    batch = imgs if v == 1 else imgs.repeat(v, 1, 1, 1)  # [V*N, C, H, W]
+    batch = imgs if v == 1 else imgs.repeat(v, *[1] * (imgs.dim() - 1))  # [V*N, C, H, W] (video: [V*N, C, T, H, W])
     scores = znorm(teacher.attention_scores(batch, ids_keep))  # [V*N, L-K]
     pairs = [(ids_keep[i * n : (i + 1) * n], scores[i * n : (i + 1) * n]) for i in range(v)]
     return average_at_masked(pairs, n, teacher.num_patches, imgs.device)[0]

@@ -69,4 +69,4 @@ def _block_request(request: MaskRequest) -> MaskIds:
     return masks.rows(*request.rows)
 
 
-BLOCK = MaskStrategy("block", _block_request)
+BLOCK = MaskStrategy("block", _block_request, takes="images")

@@ -12,12 +12,15 @@ from hpm.masking.block import BLOCK
 from hpm.masking.hard import HPM
 from hpm.masking.random import RANDOM
 from hpm.masking.strategy import MaskStrategy, ScoreSource
+from hpm.masking.tube import HPM_TUBE, TUBE
 
 STRATEGIES: dict[str, MaskStrategy] = {
     "random": RANDOM,
     "block": BLOCK,
     "hpm": HPM,
     "attention": ATTENTION,
+    "tube": TUBE,
+    "hpm_tube": HPM_TUBE,
 }
 
 

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from hpm.config import Config, MaskConfig
-from hpm.masking.ids import MaskIds
+from hpm.errors import ConfigError
+from hpm.masking.ids import MaskIds, num_masked
 
 ScoreSource = Literal["loss", "attention"]  # the teacher's predicted loss, or its [CLS] attention
 
@@ -40,13 +41,15 @@ class MaskRequest:
     Attributes:
         cfg: the run's ``mask`` section.
         grid: patch rows, columns.
-        num_mask: K, patches hidden per image.
+        num_mask: K, patches (video: tokens) hidden per image.
         generator: the mask generator, seeded alike on every rank.
         num_global: images in the global batch.
         rows: this rank's ``(start, stop)`` rows of the global batch.
         device: where the masks are made.
         num_hard: H, patches per image the teacher's scores may choose.
         scores: [N, L] the teacher's scores of this rank's images (NaN: not scored), or None.
+        time_size: token positions in time (video: frames / tubelet; 1 for images); a clip's
+            tokens are time-major, ``L = time_size * rows * columns``.
     """
 
     cfg: MaskConfig
@@ -58,15 +61,25 @@ class MaskRequest:
     device: torch.device | str = "cpu"
     num_hard: int = 0
     scores: Tensor | None = None
+    time_size: int = 1
 
     @property
     def num_patches(self) -> int:
-        """L, patches per image."""
+        """L, patches (video: tokens) per image."""
+        return self.time_size * self.grid[0] * self.grid[1]
+
+    @property
+    def num_cells(self) -> int:
+        """Spatial positions per image (rows * columns): L for images, L / time_size for video."""
         return self.grid[0] * self.grid[1]
 
     def noise(self) -> Tensor:
         """One draw of :func:`global_noise` for this request's rows: [N, L]."""
         return global_noise(self.generator, self.num_global, self.num_patches, self.rows, self.device)
+
+    def cell_noise(self) -> Tensor:
+        """One draw of :func:`global_noise` over the spatial positions: [N, rows * columns]."""
+        return global_noise(self.generator, self.num_global, self.num_cells, self.rows, self.device)
 
     def teacher_scores(self) -> Tensor:
         """The teacher's scores [N, L], which a scored strategy needs."""
@@ -91,6 +104,9 @@ class MaskStrategy:
         scores: what the EMA teacher scores to choose the mask, or None (no teacher scores).
         num_chosen: ``(mask config, H)`` -> masked patches the scores chose.
         check: refuses a run config the strategy cannot work with (None: accepts any).
+        tubes: masks whole tubes (a spatial position at every time step, video only): K and
+            the chosen count are whole multiples of the time steps.
+        takes: the models it masks: ``images``, ``video`` (``model.num_frames`` set) or ``any``.
     """
 
     name: str
@@ -98,8 +114,44 @@ class MaskStrategy:
     scores: ScoreSource | None = None
     num_chosen: Callable[[MaskConfig, int], int] = every_hard
     check: Callable[[Config], None] | None = None
+    tubes: bool = False
+    takes: Literal["any", "images", "video"] = "any"
+
+    def check_config(self, cfg: Config) -> None:
+        """Refuse a run config the strategy cannot work with: a model of the other kind
+        (:attr:`takes`), then the strategy's own :attr:`check`.
+
+        Raises:
+            ConfigError: A video strategy on an image model or the reverse.
+        """
+        video = cfg.model.num_frames is not None
+        if self.takes == "video" and not video:
+            raise ConfigError(
+                f"mask.strategy={self.name} masks tubes over time and needs a video model (model.num_frames "
+                "set, e.g. --preset video_small); for images use random, block, hpm or attention"
+            )
+        if self.takes == "images" and video:
+            raise ConfigError(
+                f"mask.strategy={self.name} masks an image's patch grid; a video model (model.num_frames "
+                "set) takes tube, hpm_tube, random, hpm or attention"
+            )
+        if self.check is not None:
+            self.check(cfg)
 
     @property
     def uses_teacher(self) -> bool:
         """Whether the EMA teacher's scores choose the mask (the alpha schedule applies)."""
         return self.scores is not None
+
+    def masked_count(self, num_patches: int, ratio: float, time_size: int = 1) -> int:
+        """K, tokens hidden per image: :func:`~hpm.masking.ids.num_masked` of the tokens, or of
+        the spatial positions times ``time_size`` for a tube strategy."""
+        if self.tubes:
+            return time_size * num_masked(num_patches // time_size, ratio)
+        return num_masked(num_patches, ratio)
+
+    def chosen_count(self, cfg: MaskConfig, num_hard: int, time_size: int = 1) -> int:
+        """Masked tokens the scores chose (the first columns of ``ids_mask``): :attr:`num_chosen`,
+        whole tubes of ``time_size`` tokens for a tube strategy."""
+        chosen = self.num_chosen(cfg, num_hard)
+        return chosen // time_size * time_size if self.tubes else chosen

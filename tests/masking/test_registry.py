@@ -79,8 +79,8 @@ def test_a_new_strategy_is_one_entry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_names_and_score_sources() -> None:
-    assert set(STRATEGIES) == {"random", "block", "hpm", "attention"}
-    assert {n for n, s in STRATEGIES.items() if s.uses_teacher} == {"hpm", "attention"}
+    assert set(STRATEGIES) == {"random", "block", "hpm", "attention", "tube", "hpm_tube"}
+    assert {n for n, s in STRATEGIES.items() if s.uses_teacher} == {"hpm", "attention", "hpm_tube"}
     assert score_source("attention") == "attention"
     assert score_source("hpm") == score_source("random") == score_source("block") == "loss"
     with pytest.raises(ConfigError, match="unknown mask.strategy 'tubes'"):
