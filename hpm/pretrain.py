@@ -37,8 +37,12 @@ def run_pretrain(cfg: Config) -> RunSummary:
 def _pretrain_and_report(cfg: Config) -> RunSummary:
     """The pre-training, then rank 0's end-of-run work (the k-NN only on labelled data)."""
     monitor = KnnMonitor(cfg)
-    labelled = cfg.data.data_dir is None or has_class_labels(cfg.data.data_dir)
-    if not labelled and (cfg.eval.knn_at_end or cfg.eval.knn_every_epochs):
+    video = cfg.model.num_frames is not None
+    labelled = not video and (cfg.data.data_dir is None or has_class_labels(cfg.data.data_dir))
+    if video:
+        LOG.info("video pre-training: the k-NN evaluations and the patch panels read images and are skipped "
+                 "(the training curves are drawn)")
+    elif not labelled and (cfg.eval.knn_at_end or cfg.eval.knn_every_epochs):
         LOG.info("%s has no class labels: the k-NN evaluations are skipped", cfg.data.data_dir)
     summary = pretrain(cfg, on_epoch_end=monitor if cfg.eval.knn_every_epochs and labelled else None)
     if not summary.is_main:
@@ -51,7 +55,7 @@ def _pretrain_and_report(cfg: Config) -> RunSummary:
     if cfg.eval.figures_at_end:
         from hpm.viz.figures import write_run_figures
 
-        write_run_figures(run_dir)
+        write_run_figures(run_dir, panels=not video)
     _log_outputs(cfg, summary)
     return summary
 

@@ -20,7 +20,7 @@ def test_configs_exist() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_validates(path: Path) -> None:
     cfg = build_config(path)
-    assert cfg.mask.strategy in ("random", "block", "hpm", "attention")
+    assert cfg.mask.strategy in ("random", "block", "hpm", "attention", "tube", "hpm_tube")
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)

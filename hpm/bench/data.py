@@ -42,7 +42,7 @@ class LoaderTiming:
 
 def time_loader(cfg: Config, workers: int, images: int, batch_size: int, warmup: int = 1) -> LoaderTiming:
     """Time ``images`` images (plus ``warmup`` untimed batches) through the pre-training loader."""
-    data = build_pretrain_data(cfg.data, cfg.model.img_size, cfg.train.seed)
+    data = build_pretrain_data(cfg.data, cfg.model.img_size, cfg.train.seed, cfg.model.num_frames)
     batch_size = min(batch_size, data.num_images)
     sampler = GlobalBatchSampler(data.num_images, batch_size, seed=cfg.train.seed)
     loader = DataLoader(data.dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_skip_none,

@@ -31,7 +31,8 @@ class IntermixedParser(argparse.ArgumentParser):
 def add_config_args(p: argparse.ArgumentParser) -> None:
     """The flags of a command that builds a pre-training config, and its ``section.key=value`` overrides."""
     p.add_argument("--config", help="YAML file of config overrides (see configs/)")
-    p.add_argument("--preset", help="model preset: small, small64, vit_s16, vit_b16, vit_l16, vit_h14")
+    p.add_argument("--preset", help="model preset: small, small64, vit_s16, vit_b16, vit_l16, vit_h14; "
+                   "video: video_small, video_b16")
     p.add_argument("--batch-size", type=int, help="images per process per micro-step")
     p.add_argument("--precision", help="auto, bf16, fp16 (CUDA) or fp32")
     p.add_argument("--seed", type=int)

@@ -24,7 +24,9 @@ from hpm.data.shards import ShardDataset
 from hpm.data.source import open_image_dataset
 from hpm.data.subset import balanced_subset
 from hpm.data.transforms import build_pretrain_transform
-from hpm.errors import DataError
+from hpm.data.video.dataset import is_video_dir
+from hpm.data.video.pretrain import KeyedSubset, open_video_clips
+from hpm.errors import ConfigError, DataError
 
 IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
@@ -35,13 +37,15 @@ class PretrainData:
     """A pre-training data set and what the model needs to know about it.
 
     Attributes:
-        dataset: Augmented samples, indexed by ``(index, sample_seed)`` pairs.
+        dataset: Augmented samples, indexed by ``(index, sample_seed)`` pairs (video: clips
+            [C, T, H, W]).
         base: The un-augmented data set ``dataset`` wraps (a ``Subset`` if ``data.subset``).
         channels: Image channels (1 or 3).
         num_classes: Number of classes of the full data set (0 for an unlabelled folder).
         mean: Per-channel normalisation mean.
         std: Per-channel normalisation standard deviation.
-        name: ``"fashion_mnist"`` or ``"folder"`` (an image folder or its shards).
+        name: ``"fashion_mnist"``, ``"folder"`` (an image folder or its shards) or ``"video"``
+            (a folder of video files).
         num_images: Number of samples in ``dataset``.
         labels: int64 labels ``[num_images]`` of ``dataset``'s samples (all
             :data:`~hpm.data.folder.NO_LABEL` for an unlabelled folder).
@@ -91,20 +95,73 @@ def _folder(cfg: DataConfig) -> tuple[ImageFolderDataset | ShardDataset, tuple[s
     return dataset, tuple(dataset.classes)
 
 
-def build_pretrain_data(cfg: DataConfig, img_size: int, seed: int) -> PretrainData:
-    """Load the configured training images, take the optional subset and attach the augmentation.
+def is_video_data(cfg: DataConfig) -> bool:
+    """Whether the configured data is a folder of video files (:func:`~hpm.data.video.is_video_dir`)."""
+    return cfg.dataset == "folder" and cfg.data_dir is not None and is_video_dir(cfg.data_dir)
+
+
+def _subset_indices(cfg: DataConfig, labels: np.ndarray, seed: int) -> np.ndarray | None:
+    """The seeded, class-balanced ``data.subset`` of samples with ``labels``, or None (all)."""
+    if cfg.subset is None:
+        return None
+    if cfg.subset > len(labels):
+        raise DataError(
+            f"data.subset={cfg.subset} is larger than the data set ({len(labels)} images); "
+            "lower it or leave it unset"
+        )
+    return balanced_subset(labels, cfg.subset, seed if cfg.subset_seed is None else cfg.subset_seed)
+
+
+def build_video_data(cfg: DataConfig, img_size: int, num_frames: int, seed: int) -> PretrainData:
+    """Clips of ``num_frames`` frames from a folder of video files, the optional subset taken
+    (:func:`~hpm.data.video.open_video_clips` samples, crops and normalises them)."""
+    channels = cfg.channels or 3
+    default_mean, default_std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
+    mean = _stats(cfg.mean, default_mean, channels, "mean")
+    std = _stats(cfg.std, default_std, channels, "std")
+    clips = open_video_clips(cfg, img_size, num_frames, channels, mean, std)
+    indices = _subset_indices(cfg, clips.labels, seed)
+    dataset = clips if indices is None else KeyedSubset(clips, indices.tolist())
+    labels = clips.labels if indices is None else clips.labels[indices]
+    return PretrainData(
+        dataset=dataset,  # type: ignore[arg-type]  # clips keyed by (index, seed) as the image sets
+        base=dataset, channels=channels, num_classes=clips.num_classes, mean=mean, std=std, name="video",
+        num_images=len(labels), labels=labels, classes=tuple(clips.classes),
+    )
+
+
+def _check_video_fit(cfg: DataConfig, num_frames: int | None) -> bool:
+    """Whether the data are clips for a video model; video files for an image model, or images
+    for a video model, are a ConfigError."""
+    video = is_video_data(cfg)
+    if video and num_frames is None:
+        raise ConfigError(f"{cfg.data_dir} holds video files: pre-train a video model (model.num_frames set, "
+                          "e.g. --preset video_small)")
+    if num_frames is not None and not video:
+        raise ConfigError(f"model.num_frames={num_frames} makes a video model, which needs data.data_dir set to "
+                          "a folder of video files (DIR/train/<class>/*.mkv|mp4|webm|avi, or flat)")
+    return video
+
+
+def build_pretrain_data(cfg: DataConfig, img_size: int, seed: int, num_frames: int | None = None) -> PretrainData:
+    """Load the configured training images (or clips), take the optional subset and attach the augmentation.
 
     Args:
         cfg: The ``data`` section of the run config.
         img_size: Side of the square crops fed to the model.
         seed: Run seed (chooses the subset unless ``cfg.subset_seed`` is set).
+        num_frames: Frames per clip of a video model (``model.num_frames``); None for an image model.
 
     Returns:
         The augmented data set and its description.
 
     Raises:
         DataError: The data is missing or unreadable, or the config does not fit it.
+        ConfigError: Video files for an image model, or images for a video model.
     """
+    if _check_video_fit(cfg, num_frames):
+        assert num_frames is not None
+        return build_video_data(cfg, img_size, num_frames, seed)
     if cfg.dataset == "fashion_mnist":
         full, classes = _fashion_mnist(cfg)
         default_mean, default_std = FASHION_MNIST_MEAN, FASHION_MNIST_STD
@@ -119,13 +176,8 @@ def build_pretrain_data(cfg: DataConfig, img_size: int, seed: int) -> PretrainDa
 
     base: Dataset = full
     labels = full.labels
-    if cfg.subset is not None:
-        if cfg.subset > len(full):
-            raise DataError(
-                f"data.subset={cfg.subset} is larger than the data set ({len(full)} images); "
-                "lower it or leave it unset"
-            )
-        indices = balanced_subset(full.labels, cfg.subset, seed if cfg.subset_seed is None else cfg.subset_seed)
+    indices = _subset_indices(cfg, full.labels, seed)
+    if indices is not None:
         base = Subset(full, indices.tolist())
         labels = full.labels[indices]
 

@@ -114,7 +114,7 @@ def setup(cfg: Config, run_dir: Path, device: torch.device, precision: Resolved,
     if dist.is_main and (run_dir / "train.log").is_file():
         log_to_file(run_dir / "train.log")  # a resume: its warnings, and a refusal, reach the run's log
     torch.manual_seed(tc.seed)
-    data = build_pretrain_data(cfg.data, cfg.model.img_size, tc.seed)  # fails fast when missing
+    data = build_pretrain_data(cfg.data, cfg.model.img_size, tc.seed, cfg.model.num_frames)  # fails fast when missing
     cfg = _resolve_channels(cfg, data.channels)
     target = build_target(cfg, device)  # a model target's weights are read (and checked) here
     cfg = resolve_target_dim(cfg, target)
@@ -242,9 +242,10 @@ def _log_header(run: Pretraining, lr: float) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     n_enc = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("decoder", "predictor", "mask")))
     LOG.info(
-        "data: %s, %d images, %d channel(s), %d px | model: %s, %.2fM parameters (encoder %.2fM) | "
+        "data: %s, %d %s, %d channel(s), %d px | model: %s, %.2fM parameters (encoder %.2fM) | "
         "mask: %s, loss predictor: %s | compile: %s",
-        run.data.name, run.data.num_images, run.data.channels, cfg.model.img_size, cfg.model.preset,
+        run.data.name, run.data.num_images, "clips" if cfg.model.num_frames else "images", run.data.channels,
+        cfg.model.img_size, cfg.model.preset,
         n_params / 1e6, n_enc / 1e6, _mask_name(cfg), cfg.loss.predictor, "on" if run.step_fn.compiled else "off",
     )
     LOG.info(

@@ -12,9 +12,10 @@ CURVES_FILE = "curves.png"
 PATCHES_FILE = "patches.png"
 
 
-def write_run_figures(run_dir: str | Path) -> list[Path]:
+def write_run_figures(run_dir: str | Path, panels: bool = True) -> list[Path]:
     """Write ``figures/curves.png`` (:func:`~hpm.viz.plot.plot_runs`) and ``figures/patches.png``
-    (:func:`~hpm.viz.panels.visualize`, 8 test images spread over the classes, newest checkpoint).
+    (:func:`~hpm.viz.panels.visualize`, 8 test images spread over the classes, newest checkpoint;
+    not with ``panels=False``: a video run, whose panels would need images).
 
     A picture that fails is logged as a warning and skipped: it must not fail a finished run.
 
@@ -28,10 +29,11 @@ def write_run_figures(run_dir: str | Path) -> list[Path]:
     out = run_dir / FIGURES_DIR
     written: list[Path] = []
     started = time.perf_counter()
-    for name, draw in (
+    figures = [
         (CURVES_FILE, lambda: plot_runs([run_dir], out / CURVES_FILE)),
         (PATCHES_FILE, lambda: visualize(run_dir, out, filename=PATCHES_FILE).path),
-    ):
+    ]
+    for name, draw in figures if panels else figures[:1]:
         try:
             written.append(draw())
         except Exception as exc:  # noqa: BLE001 - a picture must not fail a finished run

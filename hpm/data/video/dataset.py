@@ -1,5 +1,6 @@
 """Video clips on disk: ``root/<split>/<class_name>/<video files>`` (``.mp4``, ``.webm``,
-``.avi``, ``.mkv``), sampled as VideoMAE samples them (see :mod:`hpm.data.video.sampling`)."""
+``.avi``, ``.mkv``), or video files anywhere below ``root`` (a flat, unlabelled folder, train
+split only), sampled as VideoMAE samples them (see :mod:`hpm.data.video.sampling`)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hpm.data.folder import Unreadable
-from hpm.data.folder_index import walk_split
+from hpm.data.folder import IMAGE_EXTENSIONS, NO_LABEL, Unreadable
+from hpm.data.folder_index import FolderListing, walk_split, walk_unlabelled
+from hpm.data.shards import is_shard_dir
 from hpm.data.video.augment import build_clip_transform
 from hpm.data.video.decode import VIDEO_EXTENSIONS, UnreadableVideo, read_clip
 from hpm.errors import DataError
@@ -27,8 +30,32 @@ def is_video_file(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
 
 
+def is_video_dir(root: str | Path) -> bool:
+    """Whether ``--data-dir`` holds video files: the first video or image file found below
+    ``root/train`` (or ``root`` when it has no ``train`` folder), in sorted walk order, decides.
+    A pack of shards, a missing folder or one without media files is not video."""
+    root = Path(root)
+    if not root.is_dir() or is_shard_dir(root):
+        return False
+    top = root / "train" if (root / "train").is_dir() else root
+    for _, dirnames, filenames in os.walk(top, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if is_video_file(name):
+                return True
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                return False
+    return False
+
+
+def video_layout(root: str | Path) -> Literal["classes", "flat"]:
+    """``classes`` when ``root`` has a ``train`` folder (class folders below it), else ``flat``."""
+    return "classes" if (Path(root) / "train").is_dir() else "flat"
+
+
 class VideoClipDataset(Dataset):
-    """Clips of the videos in ``root/<split>/<class_name>/``; unreadable files give :class:`Unreadable`.
+    """Clips of the videos in ``root/<split>/<class_name>/`` (or, ``layout="flat"``, every video
+    file below ``root``, unlabelled); unreadable files give :class:`Unreadable`.
 
     Each item is ``num_frames`` frames ``stride`` apart, from a random start in training and
     the centre in evaluation, under one random resized crop and flip for the whole clip
@@ -48,6 +75,8 @@ class VideoClipDataset(Dataset):
         crop_scale: Range of the crop's area as a fraction of the frame (training).
         mean: Per-channel mean to normalise with; None keeps [0, 1].
         std: Per-channel standard deviation to normalise with.
+        layout: ``classes`` (labels from the class folders) or ``flat`` (the files below
+            ``root``, train split only, every label :data:`~hpm.data.folder.NO_LABEL`).
 
     Raises:
         DataError: The split folder is missing or holds no class folders or no video files.
@@ -65,6 +94,7 @@ class VideoClipDataset(Dataset):
         crop_scale: tuple[float, float] = (0.2, 1.0),
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        layout: Literal["classes", "flat"] = "classes",
     ) -> None:
         if channels not in (1, 3):
             raise DataError(f"channels must be 1 or 3, got {channels}")
@@ -75,23 +105,33 @@ class VideoClipDataset(Dataset):
         self.channels = channels
         self.train = split == "train" if train is None else train
         self.transform = build_clip_transform(size, self.train, crop_scale, mean, std)
-        split_dir = self.root / split
+        split_dir, listing = self._listing(layout)
+        self.classes: list[str] = listing.classes
+        labels = range(len(listing.files)) if listing.classes else [NO_LABEL]
+        self.samples: list[tuple[str, int]] = [
+            (os.path.join(str(split_dir), rel), label) for label, files in zip(labels, listing.files) for rel in files
+        ]
+        if not self.samples:
+            extensions = ", ".join(sorted(VIDEO_EXTENSIONS))
+            where = f"the class folders of {split_dir}" if layout == "classes" else str(split_dir)
+            raise DataError(f"no video files in {where}; accepted extensions: {extensions}")
+        self.labels = np.array([label for _, label in self.samples], dtype=np.int64)  # [N]
+        self.num_classes = len(self.classes)  # 0 for a flat folder
+
+    def _listing(self, layout: str) -> tuple[Path, FolderListing]:
+        """The folder read and its files: class folders of ``root/<split>``, or every video below ``root``."""
+        if layout == "flat":
+            if self.split != "train":
+                raise DataError(f"{self.root} is a flat folder of videos, read as the train split only; "
+                                f"it has no {self.split} split; {_LAYOUT}")
+            return self.root, walk_unlabelled(self.root, is_video_file)
+        split_dir = self.root / self.split
         if not split_dir.is_dir():
             raise DataError(f"split folder {split_dir} does not exist; {_LAYOUT}")
         listing = walk_split(split_dir, is_video_file)
         if not listing.classes:
             raise DataError(f"{split_dir} holds no class folders; {_LAYOUT}")
-        self.classes: list[str] = listing.classes
-        self.samples: list[tuple[str, int]] = [
-            (os.path.join(str(split_dir), rel), label) for label, files in enumerate(listing.files) for rel in files
-        ]
-        if not self.samples:
-            extensions = ", ".join(sorted(VIDEO_EXTENSIONS))
-            raise DataError(
-                f"no video files in the class folders of {split_dir}; accepted extensions: {extensions}"
-            )
-        self.labels = np.array([label for _, label in self.samples], dtype=np.int64)  # [N]
-        self.num_classes = len(self.classes)
+        return split_dir, listing
 
     def __len__(self) -> int:
         return len(self.samples)
