@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-
-from safetensors.torch import load_file, save_file
 
 from hpm.config import ModelConfig
 from hpm.eval.detect.model import Detector, build_detector
 from hpm.eval.detect.recipes import DetectConfig
+from hpm.eval.model_export import export_model, load_model
 from hpm.models.mae import build_model
 
 FORMAT = "hpm-detect-maskrcnn"
@@ -29,13 +27,7 @@ def detector_spec(encoder_cfg: ModelConfig, cfg: DetectConfig, categories: list[
 def export_detector(model: Detector, spec: dict[str, Any], out_dir: Path, source: dict[str, Any]) -> Path:
     """Write ``out_dir/detector.safetensors`` and ``out_dir/detector.json`` (``spec`` and ``source``);
     returns the JSON's path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    save_file(state, str(out_dir / "detector.safetensors"))
-    meta = {**spec, "weights": "detector.safetensors", "source": source,
-            "rebuild": "hpm.eval.detect.export.load_detector('detector.json')"}
-    (out_dir / "detector.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return out_dir / "detector.json"
+    return export_model(model, spec, out_dir, "detector", source, "hpm.eval.detect.export.load_detector('detector.json')")
 
 
 def build_from_spec(spec: dict[str, Any]) -> Detector:
@@ -47,8 +39,4 @@ def build_from_spec(spec: dict[str, Any]) -> Detector:
 
 def load_detector(json_file: str | Path) -> Detector:
     """The exported detector of ``json_file`` (its weights beside it), in eval mode."""
-    json_file = Path(json_file)
-    spec = json.loads(json_file.read_text())
-    model = build_from_spec(spec)
-    model.load_state_dict(load_file(str(json_file.parent / spec["weights"])))
-    return model.eval()
+    return load_model(json_file, build_from_spec)

@@ -17,6 +17,7 @@ its resumption and :mod:`.run` its set-up; :mod:`.protocol` is ``hpm eval segmen
 """
 
 from hpm.eval.segment.data import SegmentData, load_segment_data
+from hpm.eval.segment.export import evaluate_segmenter_file, export_segmenter, load_segmenter
 from hpm.eval.segment.metrics import confusion_matrix, segmentation_scores
 from hpm.eval.segment.model import Segmenter, block_indices, build_segmenter
 from hpm.eval.segment.protocol import SegmentOptions, random_init_config, run_segment_eval
@@ -26,6 +27,7 @@ from hpm.eval.segment.run import run_segment
 
 __all__ = [
     "IGNORE_INDEX", "RECIPES", "FeaturePyramid", "SegmentConfig", "SegmentData", "SegmentOptions", "Segmenter",
-    "block_indices", "build_segment_config", "build_segmenter", "confusion_matrix", "load_segment_data",
-    "random_init_config", "run_segment", "run_segment_eval", "segmentation_scores",
+    "block_indices", "build_segment_config", "build_segmenter", "confusion_matrix", "evaluate_segmenter_file", "export_segmenter",
+    "load_segment_data", "load_segmenter", "random_init_config", "run_segment", "run_segment_eval",
+    "segmentation_scores",
 ]

@@ -20,7 +20,10 @@ from hpm.eval.data import normalisation
 from hpm.eval.encoder import LoadedEncoder, Weights, load_encoder
 from hpm.eval.results import result_path, write_result
 from hpm.eval.run import finetune_dir_of
-from hpm.eval.segment.data import SegmentData, load_segment_data
+from hpm.eval.segment.data import SegmentationDataset, SegmentData, load_segment_data
+from hpm.eval.segment.export import export_segmenter, segmenter_spec
+from hpm.eval.segment.model import Segmenter
+from hpm.eval.segment.picture import draw_segmentation
 from hpm.eval.segment.recipes import SegmentConfig
 from hpm.eval.segment.run import run_segment
 
@@ -116,15 +119,30 @@ def run_segment_eval(path: str | Path | None, opts: SegmentOptions) -> tuple[dic
         enc, data = _load(path, opts)
         target = _result_file(path, enc, opts)
         precision = resolve_precision(opts.recipe.precision if opts.precision == "auto" else opts.precision, device)
-        result, _ = run_segment(enc.model, data, opts.recipe, device, precision, dist,
-                                run_dir=finetune_dir_of(target), source=_source(enc, data))
+        result, model = run_segment(enc.model, data, opts.recipe, device, precision, dist,
+                                    run_dir=finetune_dir_of(target), source=_source(enc, data))
         record = {
             "protocol": "segment", "source": enc.describe(), "data": data.describe(), "result": result,
             "device": str(device), "precision": precision, "seconds": round(time.perf_counter() - start, 3),
         }
-        return record, write_result(target, record) if dist.is_main else None
+        if not dist.is_main:
+            return record, None
+        record.update(_write_outputs(model, enc, data, opts.recipe, target))
+        return record, write_result(target, record)
     finally:
         D.shutdown_distributed()
+
+
+def _write_outputs(model: Segmenter, enc: LoadedEncoder, data: SegmentData, recipe: SegmentConfig,
+                   target: Path) -> dict[str, str]:
+    """Rank 0, after the run: the segmenter exported to its directory and a picture of its
+    predictions beside the result file (``X/segment.json`` -> ``X/segment.png``); their paths."""
+    run_dir = finetune_dir_of(target)
+    spec = segmenter_spec(enc.model.cfg, recipe, data.mean, data.std)
+    export = export_segmenter(model, spec, run_dir, {"run_dir": str(run_dir), "encoder": enc.describe()})
+    val = SegmentationDataset(data.val, recipe, data, train=False)
+    picture = draw_segmentation(model, val, data.val, recipe, target.with_suffix(".png"))
+    return {"export": str(export), "picture": str(picture)}
 
 
 def summary_line(record: dict[str, Any], file: Path) -> str:

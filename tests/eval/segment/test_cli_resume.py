@@ -57,6 +57,21 @@ def test_the_result_json_holds_the_scores_recipe_and_history(reference: Path) ->
     assert 0 <= result["miou"] <= 100 and 0 <= result["pixel_acc"] <= 100
 
 
+def test_the_exported_segmenter_scores_as_the_run_did_and_a_picture_shows_its_predictions(
+    reference: Path, scenes: Path
+) -> None:
+    from PIL import Image
+
+    from hpm.eval.segment import evaluate_segmenter_file
+
+    record = json.loads(reference.read_text())
+    export = Path(record["export"])
+    assert export == reference.with_suffix("") / "segmenter.json" and export.with_suffix(".safetensors").is_file()
+    assert evaluate_segmenter_file(export, scenes)["miou"] == pytest.approx(record["result"]["miou"], abs=1e-6)
+    with Image.open(record["picture"]) as picture:  # 4 rows of image, ground truth, prediction
+        assert picture.size == (3 * 32 + 4 * 2, 4 * 32 + 5 * 2)
+
+
 def test_a_killed_run_resumes_to_the_uninterrupted_result(
     encoder_run: Path, scenes: Path, reference: Path, tmp_path: Path
 ) -> None:
