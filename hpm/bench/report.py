@@ -11,7 +11,7 @@ def format_bench(result: dict[str, Any]) -> str:
     """A readable table of :func:`~hpm.bench.run.run_bench`'s result."""
     lines = [
         f"device: {result['device']} | preset {result['preset']}, batch {result['batch_size']}, "
-        f"{result['img_size']} px, median of {result['steps']} interleaved steps",
+        f"{result['img_size']} px{_frames(result)}, median of {result['steps']} interleaved steps",
         "MFU peak: " + ", ".join(
             f"{p} {g:.0f} GFLOP/s ({result.get('peak_source', {}).get(p, 'measured')})"
             for p, g in result["peak_gflops"].items()
@@ -34,9 +34,10 @@ def format_bench(result: dict[str, Any]) -> str:
 def _ratio_lines(result: dict[str, Any]) -> list[str]:
     """The ratios of the table: to MAE, eager to compiled, to the norm-pix step; the targets."""
     lines = []
-    for name in [*PREDICTOR_VARIANTS, *PLAIN_VARIANTS]:
-        for prec, ratio in result.get(f"{name}_over_mae", {}).items():
-            lines.append(f"{name} / mae step time ({prec}): {ratio:.2f}x")
+    for base in ("mae", "videomae"):
+        for name in [*PREDICTOR_VARIANTS, *PLAIN_VARIANTS]:
+            for prec, ratio in result.get(f"{name}_over_{base}", {}).items():
+                lines.append(f"{name} / {base} step time ({prec}): {ratio:.2f}x")
     for name in result.get("variants", []):
         if name.endswith(COMPILED):
             for prec, ratio in result[f"{name}_speedup"].items():
@@ -50,3 +51,9 @@ def _ratio_lines(result: dict[str, Any]) -> list[str]:
     if "hpm_bf16_over_mae_fp32" in result:
         lines.append(f"HPM bf16 / MAE fp32 step time: {result['hpm_bf16_over_mae_fp32']:.2f}x")
     return lines
+
+
+def _frames(result: dict[str, Any]) -> str:
+    """`` x T frames`` for a video model, else nothing."""
+    frames = result.get("num_frames")
+    return f" x {frames} frames" if frames else ""

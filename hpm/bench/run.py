@@ -49,6 +49,7 @@ def run_bench(
         "preset": cfg.model.preset,
         "batch_size": cfg.train.batch_size,
         "img_size": cfg.model.img_size,
+        "num_frames": cfg.model.num_frames,
         "steps": steps,
         "compile": compile,
         "peak_gflops": {},
@@ -88,11 +89,12 @@ def _bench_all(
 def _add_ratios(result: dict[str, Any], names: list[str], variants: list[str], resolved: list[Resolved]) -> None:
     """Step-time ratios (to MAE, to the norm-pix step, eager to compiled), the variants timed
     and each one's share of time spent choosing masks."""
-    for name in [*PREDICTOR_VARIANTS, *PLAIN_VARIANTS]:
-        if "mae" in variants and name in variants:
-            result[f"{name}_over_mae"] = {
-                p: result[name][p]["step_s"] / result["mae"][p]["step_s"] for p in resolved
-            }
+    for base in ("mae", "videomae"):  # the baseline of image and of video models
+        for name in [*PREDICTOR_VARIANTS, *PLAIN_VARIANTS]:
+            if base in variants and name in variants and name != base:
+                result[f"{name}_over_{base}"] = {
+                    p: result[name][p]["step_s"] / result[base][p]["step_s"] for p in resolved
+                }
     for name in names:
         if "+" in name and not name.endswith(COMPILED):
             base = name.split("+")[0]

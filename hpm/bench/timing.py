@@ -62,8 +62,9 @@ class _Variant:
         optimizer = build_optimizer(model, cfg.train, lr=1e-4)
         self.step_fn = PretrainStep(cfg, model, optimizer, device, precision, target=target)
         m = cfg.model
-        self.images = torch.randn(  # [N, C, H, W]
-            cfg.train.batch_size, m.in_chans, m.img_size, m.img_size, device=device
+        frames = () if m.num_frames is None else (m.num_frames,)
+        self.images = torch.randn(  # [N, C, H, W], video: [N, C, T, H, W]
+            cfg.train.batch_size, m.in_chans, *frames, m.img_size, m.img_size, device=device
         )
         self.num_hard = num_hard_patches(self.step_fn.num_mask, 0.5) if self.step_fn.uses_teacher else 0
         self.times: list[float] = []

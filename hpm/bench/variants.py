@@ -8,7 +8,8 @@ from hpm.config import Config, _deep_merge, config_from_dict
 
 COMPILED = "@compiled"  # suffix of a compiled variant's name
 COMPILE_MODES = ("auto", "off", "on", "both")
-VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient", "random_predictor", "attention", "attention_predictor")
+VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient", "random_predictor", "attention", "attention_predictor",
+            "videomae", "hpm_tube")
 # What each variant with a loss predictor changes (on top of the relative objective):
 # hpm: the paper's full-image teacher; hpm_masked: the teacher scores a random partial view;
 # hpm_efficient: that, with a shallow loss predictor (configs/ablations/efficient.yaml);
@@ -23,10 +24,14 @@ PREDICTOR_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "hpm_efficient": {"mask": {"strategy": "hpm", "teacher_view": "masked"}, "model": {"predictor_depth": 1}},
     "random_predictor": {"mask": {"strategy": "random"}, "model": {"predictor_depth": None}},
     "attention_predictor": {"mask": _ATTENTION_MASK, "model": {"predictor_depth": 1}},
+    # video models only: HPM on tubes, the full-view teacher's predicted loss averaged over time
+    "hpm_tube": {"mask": {"strategy": "hpm_tube", "teacher_view": "full"}, "model": {"predictor_depth": None}},
 }
-# Variants without a loss predictor besides MAE: attention, an EMA encoder's attention chooses the mask.
+# Variants without a loss predictor besides MAE: attention, an EMA encoder's attention chooses the
+# mask; videomae (video models only), tube masking.
 PLAIN_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "attention": {"mask": _ATTENTION_MASK, "loss": {"predictor": "none"}},
+    "videomae": {"mask": {"strategy": "tube"}, "loss": {"predictor": "none"}},
 }
 DEFAULT_VARIANTS = ("mae", "hpm", "hpm_masked", "hpm_efficient", "attention", "attention_predictor")
 

@@ -19,7 +19,8 @@ def add_parser(subs: argparse._SubParsersAction) -> None:
                    help="comma-separated: mae, hpm (full-view teacher), hpm_masked, hpm_efficient, "
                         "random_predictor (random masks + loss predictor, no teacher), attention (AttMask: the "
                         "EMA encoder's full-image [CLS] attention chooses the mask), attention_predictor (that, "
-                        "with the one-block loss predictor trained)")
+                        "with the one-block loss predictor trained); video presets: videomae (tube masks, no "
+                        "predictor), hpm_tube (HPM on tubes, full-view teacher)")
     b.add_argument("--target", dest="bench_targets", metavar="T[,T...]",
                    help="also time each variant with these reconstruction targets (pix, hog, ema, model) "
                         "and report the step-time ratio to its norm-pix step")

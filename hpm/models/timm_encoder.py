@@ -97,6 +97,9 @@ def build_timm_encoder(
     """
     import timm
 
+    if model.is_video:
+        raise CheckpointError("a video model's encoder (Conv3d tubelet embedding, 3-D positions) has no timm "
+                              "VisionTransformer equivalent; export and the image evaluations take image models")
     name, kwargs = timm_spec(model.cfg, global_pool, num_classes)
     vit = timm.create_model(name, pretrained=False, **kwargs, **extra)
     state = encoder_state_dict(model)

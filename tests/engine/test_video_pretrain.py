@@ -151,3 +151,16 @@ def test_data_and_model_of_different_kinds_are_refused(clips: Path, tmp_path: Pa
     with pytest.raises(ConfigError, match="mask.strategy=tube masks tubes over time and needs a video model"):
         pretrain(build_config(overrides={**_overrides(tmp_path / "images", tmp_path / "c", "tube"),
                                          "model": {"preset": "small", "img_size": 16}}))
+
+
+def test_the_bench_times_video_variants_against_videomae(tmp_path: Path) -> None:
+    from hpm.bench import format_bench, run_bench
+
+    raw = _overrides(tmp_path, tmp_path / "bench", "tube", train={"batch_size": 2, "device": "cpu"})
+    cfg = build_config(overrides={k: raw[k] for k in ("model", "mask", "train")})
+    result = run_bench(cfg, ["fp32"], ["videomae", "hpm", "hpm_tube"], steps=1, warmup=1)
+    assert result["num_frames"] == 4 and result["videomae"]["fp32"]["step_s"] > 0
+    assert "teacher" in result["hpm_tube"]["fp32"]["phases_s"] and "teacher" not in result["videomae"]["fp32"]["phases_s"]
+    ratio = result["hpm_tube_over_videomae"]["fp32"]
+    assert ratio == result["hpm_tube"]["fp32"]["step_s"] / result["videomae"]["fp32"]["step_s"]
+    assert "hpm / videomae step time (fp32)" in format_bench(result) and "x 4 frames" in format_bench(result)
