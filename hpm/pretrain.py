@@ -39,15 +39,15 @@ def _pretrain_and_report(cfg: Config) -> RunSummary:
     monitor = KnnMonitor(cfg)
     video = cfg.model.num_frames is not None
     labelled = not video and (cfg.data.data_dir is None or has_class_labels(cfg.data.data_dir))
-    if video:
-        LOG.info("video pre-training: the k-NN evaluations and the patch panels read images and are skipped "
-                 "(the training curves are drawn)")
-    elif not labelled and (cfg.eval.knn_at_end or cfg.eval.knn_every_epochs):
+    if not video and not labelled and (cfg.eval.knn_at_end or cfg.eval.knn_every_epochs):
         LOG.info("%s has no class labels: the k-NN evaluations are skipped", cfg.data.data_dir)
     summary = pretrain(cfg, on_epoch_end=monitor if cfg.eval.knn_every_epochs and labelled else None)
     if not summary.is_main:
         return summary
     run_dir = summary.run_dir
+    if video:  # logged here, where the run's log is open
+        LOG.info("video pre-training: the k-NN evaluations and the patch panels read images and are skipped "
+                 "(only the training curves are drawn)")
     if labelled and cfg.eval.knn_at_end and summary.model is not None and not _logged(run_dir, summary.steps, "knn_top1"):
         metrics = MetricsLogger(run_dir, append=True)
         metrics.log(monitor(summary.model, cfg.train.epochs - 1, summary.steps))
