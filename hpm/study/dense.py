@@ -17,7 +17,9 @@ from typing import Any
 
 from hpm.config import Config
 from hpm.engine.logger import LOG
-from hpm.study.files import eval_file, floor_dir, read_json
+from hpm.study.files import eval_file, floor_dir, read_json, write_json
+from hpm.study.objectness import VERSION as OBJECTNESS_VERSION
+from hpm.study.objectness import objectness
 from hpm.study.plan import Job
 from hpm.study.spec import DenseEval, StudySpec, variant_config
 
@@ -87,7 +89,14 @@ def evaluate(spec: StudySpec, dense: DenseEval, source: Path | None, out: Path, 
 
 
 def eval_run_dense(spec: StudySpec, job: Job, after_each: Callable[[], Any] | None = None) -> None:
-    """The dense results of one finished run (``after_each``: called after each one computed)."""
+    """The dense results of one finished run (``after_each``: called after each one computed),
+    after whether its teacher finds the objects of the segmentation data (:mod:`.objectness`)."""
+    segment = next((d for d in spec.eval.dense if d.task == "segment"), None)
+    out = eval_file(job.run_dir, "objectness")
+    if segment is not None and (read_json(out) or {}).get("version", 0) < OBJECTNESS_VERSION:
+        LOG.info("study %s: %s / seed %d: objectness", spec.name, job.variant.name, job.seed)
+        write_json(out, objectness(job.run_dir, Path(segment.data_dir), spec.eval.ranking_images,
+                                   spec.eval.ranking_masks, spec.eval.seed))
     for dense in selected(spec):
         if evaluate(spec, dense, job.run_dir, dense_file(job.run_dir, dense), job.seed,
                     f"{job.variant.name} / seed {job.seed}") and after_each is not None:

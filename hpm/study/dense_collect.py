@@ -10,6 +10,7 @@ from typing import Any
 
 from hpm.study.dense import dense_file, figure, floor_dense_file
 from hpm.study.few_labels import kept_floor_figure
+from hpm.study.files import eval_file, read_json
 from hpm.study.few_labels_collect import per_seed_cell
 from hpm.study.spec import StudySpec, run_dir
 
@@ -19,14 +20,21 @@ def dense_columns(spec: StudySpec) -> list[tuple[str, Any, str]]:
     return [(key, d, path) for d in spec.eval.dense for key, path in d.figures.items()]
 
 
+OBJECTNESS = ("teacher_object_auc", "real_object_auc")  # hpm/study/objectness.py
+
+
 def _run_figures(spec: StudySpec, runs: list[dict[str, Any]]) -> None:
-    """Each run row gets its dense figures (an archived row keeps those of the last report)."""
+    """Each run row gets its dense and objectness figures (an archived row keeps those of the last report)."""
     for r in runs:
+        d = run_dir(spec, r["variant"], r["seed"])
         for key, dense, path in dense_columns(spec):
             if r.get("archived"):
                 r.setdefault(key, None)
             else:
-                r[key] = figure(dense_file(run_dir(spec, r["variant"], r["seed"]), dense), path)
+                r[key] = figure(dense_file(d, dense), path)
+        found = read_json(eval_file(d, "objectness")) or {}
+        for key in OBJECTNESS:
+            r[key] = r.get(key) if r.get("archived") else found.get(key)
 
 
 def _variant_figures(spec: StudySpec, results: dict[str, Any]) -> None:
@@ -34,7 +42,7 @@ def _variant_figures(spec: StudySpec, results: dict[str, Any]) -> None:
         if not row.get("seeds_done"):
             continue
         mine = sorted((r for r in results["runs"] if r["variant"] == row["variant"]), key=lambda r: r["seed"])
-        for key, _, _ in dense_columns(spec):
+        for key in [k for k, _, _ in dense_columns(spec)] + list(OBJECTNESS):
             row[key] = per_seed_cell({str(r["seed"]): r.get(key) for r in mine})
 
 

@@ -4,14 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpm.study.cells import counted, signed
+from hpm.study.cells import counted, fmt, signed
 
 
 def dense_sections(results: dict[str, Any]) -> list[str]:
     """The Markdown lines of the dense results (none for a study without them)."""
     if not results.get("dense"):
         return []
-    return _figures_table(results) + _differences_table(results)
+    return _figures_table(results) + _objectness_table(results) + _differences_table(results)
+
+
+def _objectness_table(results: dict[str, Any]) -> list[str]:
+    """Whether the teacher's predicted loss, and the real loss, are higher on object patches."""
+    rows = [r for r in results["variants"] if r.get("seeds_done") and (r.get("real_object_auc") or {}).get("n")]
+    if not rows:
+        return []
+    lines = ["", "Does the teacher find the objects? Per validation scene, the share of (object patch, background "
+             "patch) pairs in which the object patch scores higher (AUC, chance 0.5; an object patch is at least "
+             "half covered by items), mean over the scenes: the teacher's predicted loss (partial views, as it "
+             "scores to choose masks) and the real reconstruction loss (random masks).", "",
+             "| variant | seeds | teacher's predicted loss AUC | real loss AUC |", "|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['variant']} | {row['seeds_done']} | {fmt(row.get('teacher_object_auc'), 3)} | "
+                     f"{fmt(row.get('real_object_auc'), 3)} |")
+    return lines
 
 
 def _columns(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -12,6 +12,7 @@ from hpm.errors import ConfigError
 from hpm.study.archive import archived_runs
 from hpm.study.budget import budget_job, eval_budget
 from hpm.study.dense import eval_run_dense, run_dense_floors
+from hpm.study.dense_picture import PICTURE, draw_dense_picture
 from hpm.study.evaluate import eval_run
 from hpm.study.few_labels import PIXEL_PROTOCOLS, eval_run_labels, run_label_floors
 from hpm.study.files import done_file
@@ -38,12 +39,7 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
         unknown = sorted(set(only) - {v.name for v in spec.variants} - {"floors"})
         if unknown:
             raise ConfigError(f"unknown variant(s) {unknown}; the study has {[v.name for v in spec.variants]}")
-    Path(spec.runs_dir).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(spec.runs_dir) / "study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-    if spec.floors:
-        run_floors(spec)
-        run_label_floors(spec, PIXEL_PROTOCOLS)  # k-NN and probe: seconds each
-        write_report(spec)
+    _start(spec)
     started = 0
     deferred: list[Job] = []
     archived = archived_runs(spec)
@@ -81,7 +77,7 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
     for job in deferred:
         LOG.warning("study %s: %s / seed %d waits for runs of %s and %s of the same seed",
                     spec.name, job.variant.name, job.seed, job.variant.match_time_of, job.variant.time_reference)
-    return write_report(spec)
+    return _finish(spec)
 
 
 def _floor_finetunes(spec: StudySpec) -> None:
@@ -90,3 +86,21 @@ def _floor_finetunes(spec: StudySpec) -> None:
         run_floor_finetunes(spec)
     run_label_floors(spec, ("finetune",), after_each=lambda: write_report(spec))
     run_dense_floors(spec, after_each=lambda: write_report(spec))
+
+
+def _start(spec: StudySpec) -> None:
+    """The runs' folder with the study file as run, and the floors that take seconds."""
+    Path(spec.runs_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(spec.runs_dir) / "study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    if spec.floors:
+        run_floors(spec)
+        run_label_floors(spec, PIXEL_PROTOCOLS)  # k-NN and probe: seconds each
+        write_report(spec)
+
+
+def _finish(spec: StudySpec) -> Path:
+    """The report, and the dense study's picture; returns the report's folder."""
+    out = write_report(spec)
+    if spec.eval.dense:
+        draw_dense_picture(spec.report_spec, out / PICTURE)
+    return out

@@ -66,6 +66,13 @@ def test_a_tiny_dense_study_fine_tunes_every_run_and_floor_and_reports_them(tmp_
     assert not (hpm / "study_knn.json").exists()  # no class labels: no k-NN or probe
     rank = json.loads((hpm / "study_ranking.json").read_text())
     assert rank["available"] and rank["images"] == 4  # the teacher ranked validation scenes
+    found = json.loads((hpm / "study_objectness.json").read_text())
+    assert found["images"] == 4 and 0 <= found["teacher_object_auc"] <= 1 and 0 <= found["real_object_auc"] <= 1
+    assert "teacher_object_auc" not in json.loads((runs / "mae" / "seed_0" / "eval" / "study_objectness.json").read_text())
+    from PIL import Image
+
+    with Image.open(tmp_path / "report" / "dense_predictions.png") as picture:
+        assert picture.size[0] > picture.size[1]  # 4 scenes x (scene, truth, 2 predictions, 2 loss maps)
 
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert results == json.loads(json.dumps(collect(spec)))
@@ -81,6 +88,8 @@ def test_a_tiny_dense_study_fine_tunes_every_run_and_floor_and_reports_them(tmp_
     table = (tmp_path / "report" / "results.md").read_text()
     assert "| encoder | seeds | `seg_linear_miou` | `det_box_ap_l8` | `det_mask_ap_l8` |" in table
     assert "| random init | 2/2 |" in table and "k-NN@" not in table
+    assert "Does the teacher find the objects?" in table
+    assert row["teacher_object_auc"]["per_seed"] == {"0": found["teacher_object_auc"]}
 
     # a narrowed call redoes nothing and keeps every figure of the report
     before = {p: p.stat().st_mtime_ns for p in runs.rglob("study_*.json")}
