@@ -1,5 +1,8 @@
 """Real and predicted per-patch reconstruction loss of a pre-trained model (the paper's Figure 2).
 
+Images are [N, C, H, W]; a video model's clips [N, C, T, H, W] go through the same functions,
+one "patch" per tubelet token (time-major, :mod:`hpm.models.tubelet`).
+
 The *real* loss of a patch is its reconstruction MSE (against the run's ``loss.target``) when
 it is masked, averaged over ``M`` random masks (each patch is masked in about ``0.75 M`` of them). The *predicted* loss is the loss
 predictor's score as the teacher computes it when it chooses masks (``mask.teacher_view``: the
@@ -105,7 +108,8 @@ def _random_mask_losses(
 ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
     """For each of ``num_masks`` random masks: masked ids [N, K], their real loss [N, K] and,
     with ``with_scores``, the student's predictor scores [N, L] on that masked view."""
-    target = target or pixel_target(model.patch_size, norm=True)
+    tubelet = model.tubelet_size if model.is_video else None  # a clip's token target is its tubelet
+    target = target or pixel_target(model.patch_size, norm=True, tubelet_size=tubelet)
     every = target(imgs, all_patches(imgs.shape[0], model.num_patches, imgs.device))  # [N, L, D], one pass for all masks
     for ids_mask, x in _masked_views(model, imgs, num_masks, mask_ratio, generator):
         pred = model.forward_decoder(x, ids_mask)  # [N, K, D]
@@ -127,7 +131,7 @@ def real_patch_loss(
 
     Args:
         model: A model with its reconstruction decoder.
-        imgs: [N, C, H, W] normalised images.
+        imgs: [N, C, H, W] normalised images (video model: [N, C, T, H, W] clips).
         num_masks: M, random masks per image.
         mask_ratio: Fraction of patches each mask hides.
         generator: Draws the masks (CPU generator; seeded for reproducible maps).
@@ -150,7 +154,8 @@ def _require_predictor(model: MaskedAutoencoder) -> None:
 
 @torch.no_grad()
 def predicted_patch_loss(model: MaskedAutoencoder, imgs: Tensor) -> Tensor:
-    """The loss predictor's score of every patch on the full image. [N, C, H, W] -> [N, L]."""
+    """The loss predictor's score of every patch on the full image. [N, C, H, W] (or clips
+    [N, C, T, H, W]) -> [N, L]."""
     _require_predictor(model)
     return model.score_patches(imgs).float()
 
