@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpm.cli import detect, segment
+from hpm.cli.eval_video import add_video_args, video_options
 from hpm.cli.args import RECIPE_DEFAULT, IntermixedParser, count_or_all, int_list
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def add_parser(subs: argparse._SubParsersAction) -> None:
         p = protocols.add_parser(name, help=text, description=FINETUNE_DESCRIPTION if name == "finetune" else text)
         _add_source_args(p, name)
         _add_protocol_args(p, name)
+        add_video_args(p)
         p.set_defaults(func=run)
     segment.add_protocol(protocols)
     detect.add_protocol(protocols)
@@ -120,10 +122,11 @@ def run(args: argparse.Namespace) -> int:
         opts.cfg = build_config(None, preset)
     elif args.preset:
         raise ConfigError("--preset only applies without a checkpoint; the checkpoint fixes the architecture")
-    if args.protocol == "finetune":
-        opts.finetune = _finetune_config(args, overrides_given, labels)
-    else:
+    opts.video = video_options(args, overrides_given)  # a video run's flags and fine-tune recipe
+    if args.protocol != "finetune":
         _set_frozen_options(opts, args, overrides_given, labels)
+    elif opts.video is None or opts.video.finetune is None:
+        opts.finetune = _finetune_config(args, overrides_given, labels)
     record, path = run_eval(args.protocol, args.path, opts, export_classifier=export_classifier)
     if path is not None:
         print(f"{summary_line(record)} -> {path}")

@@ -25,6 +25,7 @@ from hpm.eval.finetune import FinetuneConfig, classifier_spec, run_finetune
 from hpm.eval.knn import DEFAULT_KS, TEMPERATURE, run_knn
 from hpm.eval.linear import LinearProbeConfig, run_linear
 from hpm.eval.results import result_path, write_result
+from hpm.eval.video import VideoOptions, evaluate_video
 
 Protocol = Literal["knn", "linear", "finetune"]
 # Writes a fine-tuned classifier: (classifier, classifier_spec, .safetensors file, source) -> anything
@@ -65,6 +66,8 @@ class EvalOptions:
         temperature: k-NN vote temperature.
         probe: Linear-probe recipe.
         finetune: Fine-tuning recipe (its own subsets and precision apply).
+        video: A video run's label kind, test views and fine-tune recipe (None: their defaults);
+            refused for an image run. A video run is evaluated by :mod:`hpm.eval.video`.
     """
 
     random_init: bool = False
@@ -89,6 +92,7 @@ class EvalOptions:
     temperature: float = TEMPERATURE
     probe: LinearProbeConfig = field(default_factory=LinearProbeConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    video: VideoOptions | None = None
 
 
 def eval_data_config(base: DataConfig, data_dir: str | None = None, data_root: str | None = None) -> DataConfig:
@@ -169,7 +173,8 @@ def _encoder_and_result_file(
     init_seed = opts.seed if opts.init_seed is None else opts.init_seed
     enc = load_encoder(path, opts.random_init or opts.raw_pixels, opts.weights, opts.cfg, opts.img_size, init_seed)
     weights = "raw_pixels" if opts.raw_pixels else enc.weights
-    tag = None if labels is None else labels.tag
+    label_kind = opts.video.label if opts.video is not None else None  # a video run's listed labels: their own file
+    tag = "_".join(t for t in (label_kind, None if labels is None else labels.tag) if t) or None
     return enc, Path(opts.out or result_path(protocol, path, weights, opts.pool, enc.cfg.model.preset, tag))
 
 
@@ -229,9 +234,14 @@ def _evaluate(
         _check_writable(protocol, Path(opts.out))  # before anything is loaded
     enc, target = _encoder_and_result_file(protocol, path, opts, labels)
     _check_writable(protocol, target)  # the default result file lies in the run: before the data
+    if opts.video is not None and not enc.model.is_video:
+        raise ConfigError("--label, --test-clips, --test-crops and the video recipes apply to video runs; "
+                          f"{path or 'this encoder'} takes images")
     locked = RunDirLock(finetune_dir_of(target), dist.is_main) if protocol == "finetune" else nullcontext()
     with locked:
-        if protocol == "finetune":
+        if enc.model.is_video:
+            result, data, precision = evaluate_video(protocol, enc, opts, labels, device, dist, finetune_dir_of(target))
+        elif protocol == "finetune":
             result, data, precision = _finetune(enc, opts, labels, device, dist, target, export_classifier)
         else:
             result, data, precision = _frozen(protocol, enc, opts, labels, device)
