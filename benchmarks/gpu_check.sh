@@ -8,7 +8,11 @@
 #   (b) a 2-minute pre-training at 224 px from generated ImageNet-like shards with every core a
 #       loader worker: the run's images/s against the loader's alone (loader- or model-bound);
 #   (c) a 50-step pre-training under torchrun --nproc_per_node=1 stopped with SIGTERM and re-run:
-#       it resumes and finishes at step 50 with no step lost or repeated.
+#       it resumes and finishes at step 50 with no step lost or repeated;
+#   (d) bench on video: VideoMAE's ViT-B (video_b16, 16 x 224 x 224 clips, 2 x 16 x 16 tubelets),
+#       batch 32, bf16, mask ratio 0.9, eager: s/step of videomae (tube masks) and hpm_efficient
+#       (the default video HPM: masked-view teacher, one-block loss predictor) and their ratio,
+#       sized for well under a minute on one H200 (an estimate: not yet run on one).
 #
 #   bash benchmarks/gpu_check.sh [--out DIR] [--peak-tflops T]   # on a CUDA machine
 #   bash benchmarks/gpu_check.sh --dry-run [--out DIR]            # the same on the CPU, tiny sizes
@@ -29,7 +33,7 @@ while [[ $# -gt 0 ]]; do
         --dry-run) DRY=1 ;;
         --out) OUT="$2"; shift ;;
         --peak-tflops) PEAK=(--peak-tflops "$2"); shift ;;
-        -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "gpu_check: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -52,6 +56,7 @@ if [[ $DRY -eq 1 ]]; then
     TRAIN_SECONDS=120 WORKERS=2 LOADER_IMAGES=32 LOADER_BATCH=8
     RESUME=(--preset small --batch-size 8 --epochs 10 train.log_every=1)   # 5 steps x 10 epochs = 50
     STOP_AT=10
+    VIDEO_BENCH=(--preset video_small --batch-size 2 --precision fp32 --steps 1 --warmup 1 --compile off)
 else
     BENCH=(--preset vit_b16 --batch-size 256 --precision bf16 --steps 6 --warmup 2 --compile "${GPU_CHECK_COMPILE:-both}")
     IMAGES=(--classes 32 --images 325)        # 10 400 images: 40 steps of 256 an epoch
@@ -60,6 +65,8 @@ else
     TRAIN_SECONDS=120 WORKERS="$NCPU" LOADER_IMAGES=256 LOADER_BATCH=256
     RESUME=(--preset small --batch-size 208 --epochs 1 train.log_every=1)   # 10 400 / 208 = 50 steps
     STOP_AT=20
+    # eager: compiling both video variants would take longer than timing them
+    VIDEO_BENCH=(--preset video_b16 --batch-size 32 --precision bf16 --steps 8 --warmup 3 --compile off)
 fi
 QUIET=(eval.knn_at_end=false eval.figures_at_end=false)
 
@@ -162,15 +169,22 @@ stop_and_resume() {
         || { tail -20 "$OUT/resume_2.out" >&2; echo "gpu_check: the resumed run failed" >&2; return 1; }
 }
 
+# (d) the video step: VideoMAE against the default video HPM, at VideoMAE's mask ratio
+video_bench() {
+    "${HPM[@]}" bench "${VIDEO_BENCH[@]}" "${PEAK[@]}" --variants videomae,hpm_efficient mask.ratio=0.9 --json \
+        > "$OUT/video_bench.json"
+}
+
 T0=$SECONDS
 part bench bench
 part shards make_shards
 part train train_run
 part loader loader_alone
 part resume stop_and_resume
+part video video_bench
 {
     echo "{"
-    for name in bench shards train loader resume; do echo "  \"$name\": ${SECONDS_OF[$name]},"; done
+    for name in bench shards train loader resume video; do echo "  \"$name\": ${SECONDS_OF[$name]},"; done
     echo "  \"total\": $((SECONDS - T0))"
     echo "}"
 } > "$OUT/seconds.json"

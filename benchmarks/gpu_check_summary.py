@@ -5,7 +5,8 @@ writes ``OUT/summary.json``; exits 1 if a check failed.
 
 Reads ``bench.json`` (``hpm bench --json``), ``train/metrics.jsonl`` and ``loader.json`` (the
 time-limited run and ``hpm bench --data``), ``resume/metrics.jsonl`` (the stopped and resumed
-torchrun run) and ``seconds.json`` (the time of each part).
+torchrun run), ``video_bench.json`` (``hpm bench`` on a video preset: videomae against
+hpm_efficient) and ``seconds.json`` (the time of each part).
 """
 
 from __future__ import annotations
@@ -60,11 +61,26 @@ def resume_check(records: list[dict[str, Any]], steps: int = RESUME_STEPS) -> di
     return {"ok": ok, "last_step": max(logged, default=0), "records": len(logged)}
 
 
+def video_step(bench: dict[str, Any]) -> dict[str, Any]:
+    """Seconds per step of each variant of a video ``hpm bench --json`` and each one's ratio to
+    VideoMAE's at the same precision (as ``hpm bench``'s ``<variant>_over_videomae``; None without
+    a videomae row); empty without the file."""
+    if not bench:
+        return {}
+    base = bench.get("videomae", {})
+    rows = [{"variant": name, "precision": prec, "step_s": r["step_s"],
+             "over_videomae": r["step_s"] / base[prec]["step_s"] if prec in base else None}
+            for name in bench.get("variants", []) for prec, r in bench.get(name, {}).items()]
+    return {"preset": bench["preset"], "batch_size": bench["batch_size"], "img_size": bench["img_size"],
+            "num_frames": bench.get("num_frames"), "rows": rows}
+
+
 def summarise(out: Path, dry_run: bool) -> dict[str, Any]:
     """Everything the check measured, as one JSON-ready dict."""
     bench = json.loads((out / "bench.json").read_text())
     loader = json.loads((out / "loader.json").read_text())
     seconds_file = out / "seconds.json"
+    video_file = out / "video_bench.json"
     return {
         "dry_run": dry_run,
         "device": bench["device"],
@@ -72,6 +88,7 @@ def summarise(out: Path, dry_run: bool) -> dict[str, Any]:
                   "peak_source": bench.get("peak_source"), "rows": bench_rows(bench)},
         "throughput": throughput(_records(out / "train" / "metrics.jsonl"), loader),
         "resume": resume_check(_records(out / "resume" / "metrics.jsonl")),
+        "video": video_step(json.loads(video_file.read_text()) if video_file.is_file() else {}),
         "seconds": json.loads(seconds_file.read_text()) if seconds_file.is_file() else {},
     }
 
@@ -98,6 +115,15 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"(b) pre-training: no images/s measured (run {run}, loader {alone})")
     lines.append(f"(c) torchrun stop + resume: {'ok' if r['ok'] else 'FAILED'} "
                  f"(last step {r['last_step']}, {r['records']} step records)")
+    v = s.get("video") or {}
+    if v.get("rows"):
+        lines.append(f"(d) video step, {v['preset']}, batch {v['batch_size']}, {v['num_frames']} x {v['img_size']} px, "
+                     "mask ratio 0.9:")
+        for row in v["rows"]:
+            ratio = "" if row["over_videomae"] is None else f"  {row['over_videomae']:.2f}x videomae"
+            lines.append(f"    {row['variant']:24} {row['precision']:5} {row['step_s']:8.3f} s/step{ratio}")
+    else:
+        lines.append("(d) video step: not measured (no video_bench.json)")
     if s["seconds"]:
         lines.append("time: " + ", ".join(f"{k} {v} s" for k, v in s["seconds"].items()))
     return "\n".join(lines)

@@ -43,8 +43,16 @@ def test_dry_run_runs_every_part_and_writes_the_summary(tmp_path: Path) -> None:
     t = summary["throughput"]
     assert t["run_img_per_s"] > 0 and t["loader_img_per_s"] > 0 and t["bound"] in ("model", "loader")
     assert summary["resume"] == {"ok": True, "last_step": 50, "records": 50}
-    assert set(summary["seconds"]) == {"bench", "shards", "train", "loader", "resume", "total"}
+    assert set(summary["seconds"]) == {"bench", "shards", "train", "loader", "resume", "video", "total"}
     assert "(c) torchrun stop + resume: ok" in out.stdout and "-bound" in out.stdout
+    video = summary["video"]  # (d): the video preset's step, VideoMAE against the default video HPM
+    assert video["preset"] == "video_small" and video["num_frames"] == 16
+    by_variant = {r["variant"]: r for r in video["rows"]}
+    assert set(by_variant) == {"videomae", "hpm_efficient"} and all(r["step_s"] > 0 for r in video["rows"])
+    assert by_variant["videomae"]["over_videomae"] == 1.0
+    ratio = by_variant["hpm_efficient"]["over_videomae"]
+    assert ratio == by_variant["hpm_efficient"]["step_s"] / by_variant["videomae"]["step_s"]
+    assert "(d) video step, video_small" in out.stdout and f"{ratio:.2f}x videomae" in out.stdout
     stopped = (out_dir / "resume_1.out").read_text()
     assert "Re-run the same command to resume" in stopped  # it really was stopped, then resumed
     assert "resuming from" in (out_dir / "resume_2.out").read_text()
