@@ -83,6 +83,21 @@ def assert_no_gloo_threads(out: Path) -> None:
         assert not [n for n in names if "gloo" in n], f"rank {rank} still runs gloo threads: {names}"
 
 
+def one_and_two_processes(common: list[str], tmp_path: Path, batch_key: str = "batch_size",
+                          batch: int = 4) -> tuple[Path, Path]:
+    """Run ``hpm <common>`` once in one process with ``batch_key=batch`` and once under torchrun
+    with two gloo processes of ``batch // 2`` each; the two result files (``one.json``, ``two.json``)."""
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    env = ranks_env()
+    subprocess.run([sys.executable, "-m", "hpm.cli", *common, "--out", str(one), f"{batch_key}={batch}"], env=env,
+                   check=True, capture_output=True, timeout=300)
+    done = subprocess.run([*torchrun_probed(tmp_path), *common, "--out", str(two), f"{batch_key}={batch // 2}"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, stderr_tail(done.stderr)
+    assert_no_gloo_threads(tmp_path)
+    return one, two
+
+
 def stderr_tail(stderr: str) -> str:
     """The end of a two-process run's stderr, long enough to hold the failing rank's own lines
     (its error or stack) above torchrun's summary of some 2 000 characters."""

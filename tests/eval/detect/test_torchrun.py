@@ -10,13 +10,11 @@ count, a run resumes exactly (``test_cli_resume.py``)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_no_gloo_threads, ranks_env, stderr_tail, torchrun_probed
+from tests.conftest import one_and_two_processes
 
 SAME_WORK = ("--epochs", "3", "--precision", "fp32", "--labels", "8", "scale_range=[1.0,1.0]", "hflip=0",
              "warmup_iters=0", "score_thresh=0.001", "eval_every=3")
@@ -29,14 +27,7 @@ def _record(out: Path) -> dict:
 @pytest.mark.slow
 def test_two_processes_train_as_one(encoder_run: Path, scenes: Path, tmp_path: Path) -> None:
     common = ["eval", "detect", str(encoder_run), "--data-dir", str(scenes), *SAME_WORK]
-    one, two = tmp_path / "one.json", tmp_path / "two.json"
-    env = ranks_env()
-    subprocess.run([sys.executable, "-m", "hpm.cli", *common, "--out", str(one), "batch_size=4"], env=env,
-                   check=True, capture_output=True, timeout=300)
-    done = subprocess.run([*torchrun_probed(tmp_path), *common, "--out", str(two), "batch_size=2"], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, stderr_tail(done.stderr)
-    assert_no_gloo_threads(tmp_path)
+    one, two = one_and_two_processes(common, tmp_path)
     a, b = _record(one), _record(two)
     ra, rb = a["result"], b["result"]
     assert rb["world_size"] == 2 and ra["world_size"] == 1 and rb["effective_batch"] == ra["effective_batch"] == 4

@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from hpm.engine.checkpoint import latest_checkpoint, list_checkpoints, load_state
-from tests.conftest import TORCHRUN, assert_no_gloo_threads, ranks_env, stderr_tail, torchrun_probed, torchrun_worker
+from tests.conftest import TORCHRUN, one_and_two_processes, ranks_env, stderr_tail, torchrun_worker
 
 # No randomness in the crops (the image size, unscaled, unflipped), no BatchNorm or dropout (the
 # linear head) and no ignored pixel: one process with batch 4 and two with batch 2 train alike.
@@ -29,14 +28,7 @@ def _result(out: Path) -> dict:
 @pytest.mark.slow
 def test_two_processes_train_as_one(encoder_run: Path, scenes: Path, tmp_path: Path) -> None:
     common = ["eval", "segment", str(encoder_run), "--data-dir", str(scenes), *SAME_WORK]
-    one, two = tmp_path / "one.json", tmp_path / "two.json"
-    env = ranks_env()
-    subprocess.run([sys.executable, "-m", "hpm.cli", *common, "--out", str(one), "batch_size=4"], env=env,
-                   check=True, capture_output=True, timeout=300)
-    done = subprocess.run([*torchrun_probed(tmp_path), *common, "--out", str(two), "batch_size=2"], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, stderr_tail(done.stderr)
-    assert_no_gloo_threads(tmp_path)
+    one, two = one_and_two_processes(common, tmp_path)
     a, b = _result(one), _result(two)
     assert b["world_size"] == 2 and b["effective_batch"] == a["effective_batch"] == 4 and a["steps"] == b["steps"]
     for ha, hb in zip(a["history"], b["history"], strict=True):
