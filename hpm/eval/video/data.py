@@ -21,7 +21,7 @@ import numpy as np
 from hpm.config import Config, DataConfig
 from hpm.data import balanced_subset
 from hpm.data.labels import LabelCount, labelled_subset
-from hpm.data.video import VideoClipDataset, read_frames
+from hpm.data.video import VideoClipDataset, clip_span, read_frames, video_length
 from hpm.errors import DataError
 from hpm.eval.data import normalisation
 from hpm.eval.video.options import LabelKind, VideoOptions
@@ -197,6 +197,10 @@ def build_video_eval_data(
     if height == width and video.test_crops > 1:
         _LOG.warning("the videos are square (%d px): the %d spatial crops coincide; --test-crops 1 gives the same "
                      "result once", height, video.test_crops)
+    span = clip_span(int(cfg.model.num_frames or 1), cfg.data.frame_stride)
+    if video.test_clips > 1 and video_length(train.files[0]) <= span:
+        _LOG.warning("the videos are no longer than a clip (%d frames): the %d temporal clips coincide; "
+                     "--test-clips 1 gives the same result once", span, video.test_clips)
     return VideoEvalData(
         root, video.kind, train, _subset(full_test, test_subset, seed), classes, int(cfg.model.num_frames or 1),
         cfg.data.frame_stride, cfg.model.img_size, channels, mean, std, video.test_clips, video.test_crops,

@@ -14,6 +14,7 @@ from hpm.data.video import build_clip_transform, clip_indices, read_frames, vide
 from hpm.eval.encoder import load_encoder
 from hpm.eval.video import ClipViews, VideoOptions, build_video_eval_data, clip_features, clip_starts, crop_offsets
 from tests.data.video.conftest import needs_ffmpeg
+from tests.eval.video.conftest import video_config
 
 
 def test_clips_spread_from_the_first_to_the_last_start_and_one_clip_is_the_centre() -> None:
@@ -59,11 +60,16 @@ def test_three_crops_lie_left_centre_and_right_of_a_wide_video(tmp_path: Path) -
     assert views.shape == (3, 1, 4, 16, 16) and first_columns == [0, 4, 8]
 
 
-def test_square_videos_say_that_their_crops_coincide(clips: Path, video_run: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_square_videos_and_videos_no_longer_than_a_clip_say_that_their_views_coincide(
+    clips: Path, video_run: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = load_encoder(video_run).cfg
+    monkeypatch.setattr(logging.getLogger("hpm"), "handlers", [caplog.handler])  # a CLI run stops propagation
     with caplog.at_level(logging.WARNING):
         data = build_video_eval_data(cfg, None, VideoOptions(test_clips=1, test_crops=3), test_subset=2)
-    assert "the videos are square (16 px): the 3 spatial crops coincide" in caplog.text
+        build_video_eval_data(video_config(clips, num_frames=12), None, VideoOptions(test_clips=2), test_subset=2)
+    said = caplog.text
+    assert "the videos are square (16 px): the 3 spatial crops coincide" in said
+    assert "the videos are no longer than a clip (12 frames): the 2 temporal clips coincide" in said
     views = data.views(data.test)[0][0]  # [3, 1, 8, 16, 16]
     assert data.describe_views()["crops_coincide"] and torch.equal(views[0], views[2])
