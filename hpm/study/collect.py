@@ -10,7 +10,7 @@ import yaml
 
 from hpm.engine.logger import read_metrics
 from hpm.study.archive import archived_floors, archived_runs, kept_floor_finetunes
-from hpm.study.dense_collect import add_dense_figures
+from hpm.study.task_collect import add_task_figures
 from hpm.study.few_labels_collect import add_few_label_figures
 from hpm.study.files import done_file, eval_file, finetune_file, floor_dir, floor_finetune_file, read_json, result
 from hpm.study.plan import Job, plan
@@ -56,7 +56,7 @@ def collect(spec: StudySpec) -> dict[str, Any]:
                "finetune_recipe": spec.eval.finetune_recipe, "compare_to": spec.compare_to,
                "differences": seed_differences(runs, spec.compare_to, floors["random_init"].get("finetune_top1"))}
     add_few_label_figures(spec, results)  # only with eval.labels / budget_curve (hpm/study/few_labels_collect.py)
-    add_dense_figures(spec, results)  # only with eval.dense (hpm/study/dense_collect.py)
+    add_task_figures(spec, results)  # only with eval.tasks (hpm/study/task_collect.py)
     if not spec.eval.classification:
         results["classification"] = False  # no k-NN, probe or classification fine-tune: the report leaves them out
     return results

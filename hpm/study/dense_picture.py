@@ -12,21 +12,21 @@ import torch
 from PIL import Image
 
 from hpm.engine.logger import LOG
-from hpm.study.dense import dense_file
+from hpm.study.tasks import task_file
 from hpm.study.files import read_json
-from hpm.study.spec import DenseEval, StudySpec, run_dir
+from hpm.study.spec import TaskEval, StudySpec, run_dir
 
 PICTURE = "dense_predictions.png"
 
 
-def _segment_eval(spec: StudySpec) -> DenseEval | None:
+def _segment_eval(spec: StudySpec) -> TaskEval | None:
     """The segmentation shown: the first with a UperNet head, else the first at all."""
-    segment = [d for d in spec.eval.dense if d.task == "segment"]
+    segment = [d for d in spec.eval.tasks if d.task == "segment"]
     upernet = [d for d in segment if d.overrides.get("head", "upernet") == "upernet"]
     return (upernet or segment or [None])[0]
 
 
-def _columns(spec: StudySpec, dense: DenseEval, files: list[Path]) -> list[tuple[str, list[np.ndarray], str]]:
+def _columns(spec: StudySpec, dense: TaskEval, files: list[Path]) -> list[tuple[str, list[np.ndarray], str]]:
     """``(title, one image per scene, colour map or "")`` of every prediction and loss column."""
     from hpm.eval.patch_loss import load_pretrained, masked_view_scores, real_patch_loss, run_target
     from hpm.eval.segment import load_segmenter
@@ -37,7 +37,7 @@ def _columns(spec: StudySpec, dense: DenseEval, files: list[Path]) -> list[tuple
     columns: list[tuple[str, list[np.ndarray], str]] = []
     loss_maps = None
     for v in spec.variants:
-        record = read_json(dense_file(run_dir(spec, v.name, v.seeds[0]), dense))
+        record = read_json(task_file(run_dir(spec, v.name, v.seeds[0]), dense))
         if record is None or "export" not in record:
             continue
         model, meta = load_segmenter(record["export"]), read_json(Path(record["export"]))
@@ -78,7 +78,7 @@ def draw_dense_picture(spec: StudySpec, out: Path, count: int = 4) -> Path | Non
     from hpm.eval.segment import build_segment_config
     from hpm.eval.segment.picture import colour, palette
 
-    num_classes = build_segment_config(dense.recipe, dense.overrides).num_classes
+    num_classes = build_segment_config(dense.recipe or "small", dense.overrides).num_classes
     truth = [colour(torch.from_numpy(np.array(Image.open(root / "annotations" / "validation" / f"{f.stem}.png"),
                                               dtype=np.int64)), palette(num_classes)).permute(1, 2, 0).numpy()
              for f in files]

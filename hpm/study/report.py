@@ -11,7 +11,7 @@ from hpm.io import atomic_write_text
 from hpm.engine.logger import LOG
 from hpm.study.cells import fmt, signed
 from hpm.study.collect import collect
-from hpm.study.dense_report import dense_sections
+from hpm.study.task_report import task_sections
 from hpm.study.few_labels_report import few_label_sections
 from hpm.study.files import write_json
 from hpm.study.spec import StudySpec, run_dir
@@ -21,7 +21,7 @@ def format_report(results: dict[str, Any]) -> str:
     """The Markdown tables of :func:`collect`'s results."""
     classify = results.get("classification", True)
     lines = _variants_table(results) + (_floors_table(results) if classify else []) + few_label_sections(results)
-    lines += dense_sections(results)
+    lines += task_sections(results)
     lines += _ranking_table(results) + _attention_table(results)
     lines += _differences_table(results) + _runs_table(results)
     ref = results.get("reference") or {}

@@ -11,7 +11,7 @@ from hpm.engine.logger import LOG, setup_logging
 from hpm.errors import ConfigError
 from hpm.study.archive import archived_runs
 from hpm.study.budget import budget_job, eval_budget
-from hpm.study.dense import eval_run_dense, run_dense_floors
+from hpm.study.tasks import eval_run_tasks, run_task_floors
 from hpm.study.dense_picture import PICTURE, draw_dense_picture
 from hpm.study.evaluate import eval_run
 from hpm.study.few_labels import PIXEL_PROTOCOLS, eval_run_labels, run_label_floors
@@ -30,7 +30,7 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
         spec: The study.
         only: Run only these variants (the report still covers everything finished); ``floors``
             names the random-init fine-tunes (``eval.floor_finetune_seeds``, those at the
-            few-label counts of ``eval.labels`` and the dense ones of ``eval.dense``), which
+            few-label counts of ``eval.labels`` and those of ``eval.tasks``), which
             otherwise run after every variant's runs.
         max_jobs: Stop after this many pre-training runs were started in this call.
     """
@@ -68,7 +68,7 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
             pretrain(spec, job, epochs)
         eval_run(spec, job)
         eval_run_labels(spec, job)
-        eval_run_dense(spec, job, after_each=lambda: write_report(spec))
+        eval_run_tasks(spec, job, after_each=lambda: write_report(spec))
         if budget_job(spec, job):
             eval_budget(spec, job)
         write_report(spec)
@@ -81,11 +81,11 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
 
 
 def _floor_finetunes(spec: StudySpec) -> None:
-    """The random-init fine-tunes: the study's recipe, the few-label counts, the dense evaluations."""
+    """The random-init fine-tunes: the study's recipe, the few-label counts, the task evaluations."""
     if spec.eval.floor_finetune_seeds:
         run_floor_finetunes(spec)
     run_label_floors(spec, ("finetune",), after_each=lambda: write_report(spec))
-    run_dense_floors(spec, after_each=lambda: write_report(spec))
+    run_task_floors(spec, after_each=lambda: write_report(spec))
 
 
 def _start(spec: StudySpec) -> None:
@@ -101,6 +101,6 @@ def _start(spec: StudySpec) -> None:
 def _finish(spec: StudySpec) -> Path:
     """The report, and the dense study's picture; returns the report's folder."""
     out = write_report(spec)
-    if spec.eval.dense:
+    if any(t.task == "segment" for t in spec.eval.tasks):
         draw_dense_picture(spec.report_spec, out / PICTURE)
     return out

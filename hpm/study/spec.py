@@ -36,17 +36,32 @@ class VariantSpec(_Strict):
     description: str = ""
 
 
-class DenseEval(_Strict):
-    """One dense evaluation of every run and random-init floor (``hpm eval segment`` / ``detect``)."""
+TaskName = Literal["segment", "detect", "knn", "linear", "finetune"]
+
+
+class TaskEval(_Strict):
+    """One more evaluation of every run and of random-init floors: segmentation or detection
+    (``hpm eval segment`` / ``detect``), or k-NN, probe or fine-tune with settings of their own
+    (e.g. a video run's label kind)."""
 
     name: str  # the result file: RUN/eval/study_<name>.json
-    task: Literal["segment", "detect"]
-    data_dir: str  # ADE20K's layout (segment) or COCO's (detect), e.g. from `hpm data scenes`
-    recipe: str = "small"
+    task: TaskName
+    data_dir: str | None = None  # segment/detect: ADE20K's / COCO's layout; others: None is the run's data
+    recipe: str | None = None  # segment/detect: "small" if None; finetune: the image or video recipe
     labels: int | None = None  # only this many labelled training images (None: all)
     overrides: dict[str, Any] = Field(default_factory=dict)  # recipe keys
-    # results key -> dotted path into the evaluation's result, e.g. {det_box_ap: bbox.AP}
+    label: Literal["motion", "class"] | None = None  # video runs: the label kind (None: the class folders)
+    test_clips: int = 2  # video runs: temporal views per test video
+    train_subset: int | None = None  # k-NN / probe: a class-balanced subset of the train split (None: all)
+    test_subset: int | None = None  # the same for the test split
+    # results key -> dotted path into the evaluation's result, e.g. {det_box_ap: box.AP, knn_top1: top1.20}
     figures: dict[str, str]
+
+    @model_validator(mode="after")
+    def _check(self) -> "TaskEval":
+        if self.task in ("segment", "detect") and self.data_dir is None:
+            raise ValueError(f"task {self.name!r}: {self.task} needs data_dir")
+        return self
 
 
 class StudyEval(_Strict):
@@ -77,23 +92,23 @@ class StudyEval(_Strict):
     labels_floor_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])  # random-init encoders (init seed)
     # false: no k-NN or linear probe on class labels (pre-training data without image labels)
     classification: bool = True
-    # dense evaluations (hpm/study/dense.py): each run, recipe seed = pre-training seed, and
-    # random-init encoders of dense_floor_seeds (init seed = recipe seed)
-    dense: list[DenseEval] = Field(default_factory=list)
-    dense_floor_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    dense_only: list[str] | None = None  # run only these dense evaluations (by name); the report keeps all
+    # more evaluations (hpm/study/tasks.py): each run, recipe seed = pre-training seed, and
+    # random-init encoders of task_floor_seeds (init seed = recipe seed)
+    tasks: list[TaskEval] = Field(default_factory=list)
+    task_floor_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    tasks_only: list[str] | None = None  # run only these evaluations (by name); the report keeps all
 
     @model_validator(mode="after")
     def _check_labels(self) -> "StudyEval":
         if any(n < 1 for n in self.labels) or len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels must be distinct positive counts, got {self.labels}")
-        names = [d.name for d in self.dense]
-        keys = [k for d in self.dense for k in d.figures]
+        names = [d.name for d in self.tasks]
+        keys = [k for d in self.tasks for k in d.figures]
         if len(set(names)) != len(names) or len(set(keys)) != len(keys):
-            raise ValueError(f"dense evaluations need distinct names and figure keys, got {names} / {keys}")
-        unknown = sorted(set(self.dense_only or []) - set(names))
+            raise ValueError(f"tasks need distinct names and figure keys, got {names} / {keys}")
+        unknown = sorted(set(self.tasks_only or []) - set(names))
         if unknown:
-            raise ValueError(f"dense_only names unknown dense evaluation(s) {unknown}; the study has {names}")
+            raise ValueError(f"tasks_only names unknown task(s) {unknown}; the study has {names}")
         return self
 
 
@@ -166,7 +181,7 @@ class StudySpec(_Strict):
 # report it writes still holds every column of the study file (figures of runs and floors whose
 # files are gone included: they live only in the last report).
 WORK_SELECTION: dict[str, tuple[str, ...]] = {
-    "eval": ("labels", "labels_protocols", "labels_floor_seeds", "dense_only", "dense_floor_seeds"),
+    "eval": ("labels", "labels_protocols", "labels_floor_seeds", "tasks_only", "task_floor_seeds"),
     "budget_curve": (),  # the whole section
 }
 
@@ -221,8 +236,10 @@ def _check_resolved(spec: StudySpec) -> None:
             build_finetune_config(spec.eval.labels_recipe, overrides=spec.eval.labels_finetune_overrides)
         except ConfigError as exc:
             raise ConfigError(f"eval.labels_recipe / labels_finetune_overrides: {exc}") from None
-    for dense in spec.eval.dense:
-        _check_dense(dense)
+    if spec.eval.tasks:
+        video = variant_config(spec, spec.variants[0], 0).model.num_frames is not None
+        for task in spec.eval.tasks:
+            _check_task(task, video)
     curve = spec.budget_curve
     if curve is not None:
         variant = next(v for v in spec.variants if v.name == curve.variant)
@@ -231,19 +248,42 @@ def _check_resolved(spec: StudySpec) -> None:
             raise ConfigError(f"budget_curve.epochs {curve.epochs} go beyond the {epochs} epochs of {curve.variant!r}")
 
 
-def _check_dense(dense: DenseEval) -> None:
-    """A dense evaluation's recipe and overrides resolve, and its data folder exists."""
-    if dense.task == "segment":
-        from hpm.eval.segment.recipes import build_segment_config as build
+def task_finetune_config(task: TaskEval, video: bool, seed: int | None = None) -> Any:
+    """A fine-tune task's recipe (video recipes for a video run: ``video_small`` if none is named;
+    image recipes: ``reference``), its overrides and the recipe ``seed``."""
+    overrides = {**task.overrides, **({} if seed is None else {"seed": seed})}
+    if video:
+        from hpm.eval.video.recipes import build_video_finetune_config
+
+        return build_video_finetune_config(task.recipe, overrides=overrides)
+    from hpm.eval.recipes import build_finetune_config
+
+    return build_finetune_config(task.recipe or "reference", overrides=overrides)
+
+
+def _check_task(task: TaskEval, video: bool) -> None:
+    """A task's recipe and overrides resolve (a fine-tune's: the video recipes for a video study),
+    and its data folder exists."""
+    if task.task == "segment":
+        from hpm.eval.segment.recipes import build_segment_config
+
+        build = lambda: build_segment_config(task.recipe or "small", overrides=task.overrides)  # noqa: E731
+    elif task.task == "detect":
+        from hpm.eval.detect.recipes import build_detect_config
+
+        build = lambda: build_detect_config(task.recipe or "small", overrides=task.overrides)  # noqa: E731
+    elif task.task == "finetune":
+        build = lambda: task_finetune_config(task, video)  # noqa: E731
     else:
-        from hpm.eval.detect.recipes import build_detect_config as build  # type: ignore[assignment]
+        build = lambda: None  # noqa: E731 - k-NN and probe have no recipe
     try:
-        build(dense.recipe, overrides=dense.overrides)
+        build()
     except ConfigError as exc:
-        raise ConfigError(f"eval.dense {dense.name!r}: {exc}") from None
-    if not Path(dense.data_dir).is_dir():
-        raise ConfigError(f"eval.dense {dense.name!r}: data_dir {dense.data_dir} does not exist; write the scenes with "
-                          f"`hpm data scenes {dense.data_dir}` or point data_dir at your data")
+        raise ConfigError(f"eval.tasks {task.name!r}: {exc}") from None
+    if task.data_dir is not None and not Path(task.data_dir).is_dir():
+        hint = "hpm data scenes" if task.task in ("segment", "detect") else "hpm data moving"
+        raise ConfigError(f"eval.tasks {task.name!r}: data_dir {task.data_dir} does not exist; write the data with "
+                          f"`{hint} {task.data_dir}` or point data_dir at your data")
 
 
 def parse_study_overrides(items: list[str]) -> dict[str, Any]:

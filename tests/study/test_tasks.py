@@ -1,5 +1,5 @@
-"""A tiny dense study: pre-training on unlabelled scenes, segmentation and detection of every run
-and of random-init floors, the figures in results.json and the report."""
+"""A tiny study of task evaluations: pre-training on unlabelled scenes, segmentation and detection of
+every run and of random-init floors, the figures in results.json and the report."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def _write(tmp_path: Path) -> Path:
                  "data": {"data_dir": data, "num_workers": 0},
                  "train": {"epochs": 1, "batch_size": 8, "warmup_epochs": 0.5, "precision": "fp32", "log_every": 1},
                  "eval": {"knn_at_end": False}},
-        "eval": {"classification": False, "ranking_images": 4, "ranking_masks": 2, "dense_floor_seeds": [0, 1],
-                 "dense": [
+        "eval": {"classification": False, "ranking_images": 4, "ranking_masks": 2, "task_floor_seeds": [0, 1],
+                 "tasks": [
                      {"name": "seg_linear", "task": "segment", "data_dir": data, "overrides": {**SEG, "head": "linear"},
                       "figures": {"seg_linear_miou": "miou"}},
                      {"name": "det_l8", "task": "detect", "data_dir": data, "labels": 8, "overrides": DET,
@@ -50,7 +50,7 @@ def _write(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_tiny_dense_study_fine_tunes_every_run_and_floor_and_reports_them(tmp_path: Path) -> None:
+def test_a_tiny_scenes_study_fine_tunes_every_run_and_floor_and_reports_them(tmp_path: Path) -> None:
     path = _write(tmp_path)
     spec = load_study(path)
     run_study(spec)
@@ -81,7 +81,7 @@ def test_a_tiny_dense_study_fine_tunes_every_run_and_floor_and_reports_them(tmp_
     assert row["det_box_ap_l8"]["per_seed"]["0"] == pytest.approx(100 * det["result"]["box"]["AP"])
     floors = results["floors"]["random_init"]["seg_linear_miou"]
     assert floors["n"] == 2 and set(floors["per_seed"]) == {"0", "1"}
-    diff = next(d for d in results["dense"]["differences"] if d["variant"] == "hpm")
+    diff = next(d for d in results["tasks"]["differences"] if d["variant"] == "hpm")
     mae = next(r for r in results["runs"] if r["variant"] == "mae")
     assert diff["seg_linear_miou_minus_mae"] == pytest.approx(seg["result"]["miou"] - mae["seg_linear_miou"])
     assert diff["seg_linear_miou_minus_random_init"] == pytest.approx(seg["result"]["miou"] - floors["per_seed"]["0"])
@@ -93,31 +93,31 @@ def test_a_tiny_dense_study_fine_tunes_every_run_and_floor_and_reports_them(tmp_
 
     # a narrowed call redoes nothing and keeps every figure of the report
     before = {p: p.stat().st_mtime_ns for p in runs.rglob("study_*.json")}
-    assert main(["study", str(path), "eval.dense_only=[seg_linear]", "eval.dense_floor_seeds=[0]"]) == 0
+    assert main(["study", str(path), "eval.tasks_only=[seg_linear]", "eval.task_floor_seeds=[0]"]) == 0
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("study_*.json")} == before
     assert json.loads((tmp_path / "report" / "results.json").read_text())["floors"] == results["floors"]
 
 
-def test_bad_dense_evaluations_are_refused_before_any_work(tmp_path: Path) -> None:
+def test_bad_task_evaluations_are_refused_before_any_work(tmp_path: Path) -> None:
     path = _write(tmp_path)
     spec = yaml.safe_load(path.read_text())
-    spec["eval"]["dense"][0]["overrides"]["nope"] = 1
+    spec["eval"]["tasks"][0]["overrides"]["nope"] = 1
     path.write_text(yaml.safe_dump(spec))
-    with pytest.raises(ConfigError, match="eval.dense 'seg_linear': invalid segmentation configuration"):
+    with pytest.raises(ConfigError, match="eval.tasks 'seg_linear': invalid segmentation configuration"):
         load_study(path)
-    spec["eval"]["dense"][0]["overrides"].pop("nope")
-    spec["eval"]["dense"][1]["data_dir"] = str(tmp_path / "missing")
+    spec["eval"]["tasks"][0]["overrides"].pop("nope")
+    spec["eval"]["tasks"][1]["data_dir"] = str(tmp_path / "missing")
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ConfigError, match="hpm data scenes"):
         load_study(path)
-    with pytest.raises(ConfigError, match="dense_only names unknown"):
-        load_study(_write(tmp_path / "again"), {"eval": {"dense_only": ["nope"]}})
+    with pytest.raises(ConfigError, match="tasks_only names unknown"):
+        load_study(_write(tmp_path / "again"), {"eval": {"tasks_only": ["nope"]}})
     assert not (tmp_path / "runs").exists()
 
 
 def test_the_shipped_dense_study() -> None:
     raw = yaml.safe_load(Path("configs/study/scenes_dense.yaml").read_text())
-    keys = {k for d in raw["eval"]["dense"] for k in d["figures"]}
+    keys = {k for d in raw["eval"]["tasks"] for k in d["figures"]}
     assert keys == {"seg_linear_miou", "seg_upernet_miou", "seg_upernet_miou_l1000", "det_box_ap", "det_mask_ap",
                     "det_box_ap_l1000"}
     assert raw["base"]["model"]["preset"] == "small64" and raw["eval"]["classification"] is False
