@@ -49,6 +49,8 @@ def eval_run(spec: StudySpec, job: Job) -> None:
         LOG.info("study %s: %s / seed %d: %s", spec.name, job.variant.name, job.seed, protocol)
         run_eval(protocol, job.run_dir, opts, export_classifier=export_classifier)  # type: ignore[arg-type]
     out = eval_file(job.run_dir, "ranking")
+    if ev.ranking_images == 0:
+        return  # no ranking asked for
     if (read_json(out) or {}).get("version", 1) < RANKING_VERSION:  # missing, or made by older code
         LOG.info("study %s: %s / seed %d: ranking quality", spec.name, job.variant.name, job.seed)
         write_json(out, ranking_eval(spec, job.run_dir))

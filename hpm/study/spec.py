@@ -78,7 +78,7 @@ class StudyEval(_Strict):
     finetune_recipe: str = "reference"
     finetune_overrides: dict[str, Any] = Field(default_factory=dict)  # keys of the recipe to change
     floor_finetune_seeds: list[int] = Field(default_factory=list)  # random-init encoders fine-tuned
-    ranking_images: int = 512  # test images for the teacher's ranking quality
+    ranking_images: int = 512  # test images for the teacher's ranking quality (0: none)
     ranking_masks: int = 10
     precision: str = "auto"
     # few labels (hpm/study/few_labels.py): every run, and the floors, evaluated again with only

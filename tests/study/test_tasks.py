@@ -14,6 +14,7 @@ from hpm.cli import main
 from hpm.data.scenes import SceneOptions, write_scenes
 from hpm.errors import ConfigError
 from hpm.study import load_study, run_study
+from hpm.study.spec import variant_config
 from hpm.study.collect import collect
 from tests.conftest import HAVE_FASHION_MNIST
 
@@ -122,3 +123,53 @@ def test_the_shipped_dense_study() -> None:
                     "det_box_ap_l1000"}
     assert raw["base"]["model"]["preset"] == "small64" and raw["eval"]["classification"] is False
     assert {v["name"]: v["seeds"] for v in raw["variants"]} == {"mae": [0, 1, 2], "hpm": [0, 1, 2]}
+
+
+def test_a_tiny_video_study_evaluates_both_label_kinds_and_its_floors(tmp_path: Path) -> None:
+    from hpm.data.video import MovingOptions, write_moving
+    from tests.data.video.conftest import HAVE_FFMPEG
+
+    if not HAVE_FFMPEG:
+        pytest.skip("needs FFmpeg")
+    clips = tmp_path / "moving"
+    write_moving(clips, MovingOptions(num_train=24, num_val=8, frames=8, size=16), progress=False)
+    tiny = {"model": {"preset": "video_small", "num_frames": 8, "img_size": 16, "patch_size": 4, "embed_dim": 32,
+                      "depth": 2, "num_heads": 2, "decoder_embed_dim": 16, "decoder_depth": 1, "decoder_num_heads": 2},
+            "data": {"data_dir": str(clips), "channels": 1, "num_workers": 0},
+            "train": {"epochs": 1, "batch_size": 8, "warmup_epochs": 0.5, "precision": "fp32", "log_every": 1},
+            "eval": {"knn_at_end": False}}
+    finetune = {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "precision": "fp32", "num_workers": 0}
+    spec = {"name": "tiny_video", "runs_dir": str(tmp_path / "runs"), "report_dir": str(tmp_path / "report"),
+            "base": tiny, "compare_to": ["videomae"],
+            "eval": {"classification": False, "ranking_images": 0, "task_floor_seeds": [0], "tasks": [
+                {"name": "knn_class", "task": "knn", "label": "class", "test_clips": 1,
+                 "figures": {"knn_top1_class": "top1.10"}},
+                {"name": "knn_motion", "task": "knn", "label": "motion", "test_clips": 1,
+                 "figures": {"knn_top1_motion": "top1.10"}},
+                {"name": "finetune_motion", "task": "finetune", "label": "motion", "test_clips": 1,
+                 "overrides": finetune, "figures": {"finetune_top1_motion": "top1"}}]},
+            "variants": [{"name": "videomae", "config": "configs/ablations/videomae.yaml", "seeds": [0]},
+                         {"name": "hpm", "config": "configs/ablations/video_hpm.yaml", "seeds": [0]}]}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run_study(load_study(path))
+    runs = tmp_path / "runs"
+    knn = json.loads((runs / "hpm" / "seed_0" / "eval" / "study_knn_motion.json").read_text())
+    assert knn["data"]["label"] == "motion" and knn["source"]["random_init"] is False
+    tuned = json.loads((runs / "floors" / "random_init_finetune_motion_seed_0.json").read_text())
+    assert tuned["source"]["random_init"] and tuned["result"]["recipe"]["epochs"] == 1
+    results = json.loads((tmp_path / "report" / "results.json").read_text())
+    row = next(v for v in results["variants"] if v["variant"] == "hpm")
+    assert row["knn_top1_motion"]["per_seed"]["0"] == knn["result"]["top1"]["10"]
+    assert results["floors"]["random_init"]["finetune_top1_motion"]["n"] == 1
+    assert "knn_top1_class_minus_videomae" in next(d for d in results["tasks"]["differences"] if d["variant"] == "hpm")
+
+
+def test_the_shipped_video_study() -> None:
+    spec = load_study("configs/study/moving_fmnist.yaml")
+    keys = {k for t in spec.eval.tasks for k in t.figures}
+    assert keys == {"knn_top1_class", "knn_top1_motion", "linear_top1_class", "linear_top1_motion",
+                    "finetune_top1_motion"}
+    assert {v.name: v.seeds for v in spec.variants} == {"videomae": [0, 1, 2], "hpm": [0, 1, 2], "hpm_tube": [0]}
+    cfg = variant_config(spec, spec.variants[1], 0)
+    assert cfg.model.num_frames == 16 and cfg.mask.strategy == "hpm" and cfg.mask.ratio == 0.9
