@@ -46,8 +46,8 @@ def _pretrain_and_report(cfg: Config) -> RunSummary:
         return summary
     run_dir = summary.run_dir
     if video:  # logged here, where the run's log is open
-        LOG.info("video pre-training: the k-NN evaluations and the patch panels read images and are skipped "
-                 "(only the training curves are drawn)")
+        LOG.info("video pre-training: the k-NN evaluations read images and are skipped; the clips' losses, "
+                 "mask and reconstruction are drawn in figures/clips.png and clips.gif")
     if labelled and cfg.eval.knn_at_end and summary.model is not None and not _logged(run_dir, summary.steps, "knn_top1"):
         metrics = MetricsLogger(run_dir, append=True)
         metrics.log(monitor(summary.model, cfg.train.epochs - 1, summary.steps))
@@ -55,7 +55,7 @@ def _pretrain_and_report(cfg: Config) -> RunSummary:
     if cfg.eval.figures_at_end:
         from hpm.viz.figures import write_run_figures
 
-        write_run_figures(run_dir, panels=not video)
+        write_run_figures(run_dir, video=video)
     _log_outputs(cfg, summary)
     return summary
 

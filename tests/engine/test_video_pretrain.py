@@ -84,9 +84,10 @@ def test_a_video_run_trains_on_clips_end_to_end(clips: Path, tmp_path: Path, cap
     assert records[-1]["num_hard"] == int(24 * 0.5) and "teacher_spearman" in records[-1]
     assert not any("knn_top1" in r for r in read_metrics(run / "metrics.jsonl"))
     log = (run / "train.log").read_text() + caplog.text
-    assert "video pre-training: the k-NN evaluations and the patch panels read images and are skipped" in log
+    assert "video pre-training: the k-NN evaluations read images and are skipped" in log
     assert "data: video, 24 clips, 1 channel(s), 16 px" in log
     assert (run / "figures" / "curves.png").is_file() and not (run / "figures" / "patches.png").exists()
+    assert (run / "figures" / "clips.png").is_file() and (run / "figures" / "clips.gif").is_file()
     assert load_state(latest_checkpoint(run))["config"]["model"]["num_frames"] == 4
 
 
