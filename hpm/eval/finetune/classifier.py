@@ -27,6 +27,15 @@ def build_classifier(encoder: MaskedAutoencoder, num_classes: int, cfg: Finetune
 
 
 @torch.no_grad()
+def shard_loader(dataset: Dataset, batch_size: int) -> DataLoader:
+    """This process's share of ``dataset`` (every ``world_size``-th sample from its rank), in order,
+    unreadable samples skipped."""
+    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if joined else (0, 1)
+    shard = Subset(dataset, list(range(rank, len(dataset), world)))  # type: ignore[arg-type]
+    return DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate_skip_none)
+
+
 def evaluate_classifier(
     model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device, precision: Resolved
 ) -> tuple[float, int]:
@@ -34,10 +43,7 @@ def evaluate_classifier(
 
     Each process evaluates every ``world_size``-th image of ``dataset``.
     """
-    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
-    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if joined else (0, 1)
-    shard = Subset(dataset, list(range(rank, len(dataset), world)))  # type: ignore[arg-type]
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate_skip_none)
+    loader = shard_loader(dataset, batch_size)
     was_training = model.training
     model.eval()
     counts = torch.zeros(2, device=device)  # correct, seen

@@ -10,11 +10,11 @@ from typing import Any
 import torch
 from timm.layers import DropPath
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
-from hpm.data import collate_skip_none
 from hpm.engine import distributed as D
 from hpm.engine.precision import Resolved, autocast
+from hpm.eval.finetune.classifier import shard_loader
 from hpm.models.mae import MaskedAutoencoder
 
 
@@ -75,10 +75,7 @@ def evaluate_views(
 ) -> tuple[float, int]:
     """Top-1 accuracy (in %) with the softmax scores averaged over each video's views, and the
     number of videos, summed over all processes (each takes every ``world_size``-th video)."""
-    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
-    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if joined else (0, 1)
-    shard = Subset(dataset, list(range(rank, len(dataset), world)))  # type: ignore[arg-type]
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate_skip_none)
+    loader = shard_loader(dataset, batch_size)
     was_training = model.training
     model.eval()
     counts = torch.zeros(2, device=device)  # correct, seen
