@@ -35,7 +35,7 @@ def _variants_table(results: dict[str, Any]) -> list[str]:
     k = results["knn_k"]
     classify = results.get("classification", True)
     figures = (f"k-NN@{k} and linear-probe top-1 (%) on the same test images for every run; " if classify
-               else "no classification figures (the pre-training data have no image labels); ")
+               else "No classification figures (the pre-training data have no image labels); ")
     lines = [f"# Study `{results['study']}`", "", results["description"].strip(), "",
              f"Mean ± sample std over seeds (n = seeds finished). {figures}`pred_spearman`: the student's predictor "
              "on its own masked batches (training log, mean of the last 5 logs); teacher ranking: the EMA teacher's "
