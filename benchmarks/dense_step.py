@@ -105,10 +105,10 @@ def build_classification(device: torch.device) -> Built:
     return Built(task, data.img_size, ft.batch_size * ft.accum_steps, precision, evaluate)
 
 
-def build_segmentation(scenes: Path, device: torch.device) -> Built:
-    """The segmentation fine-tune of ``hpm eval segment --random-init`` at the ``small`` recipe."""
+def build_segmentation(scenes: Path, device: torch.device, preset: str = PRESET) -> Built:
+    """The segmentation fine-tune of ``hpm eval segment --random-init --preset preset`` at the ``small`` recipe."""
     cfg = build_segment_config(RECIPE)
-    enc = load_encoder(None, True, "student", random_init_config(PRESET), cfg.crop_size)
+    enc = load_encoder(None, True, "student", random_init_config(preset), cfg.crop_size)
     channels = int(enc.cfg.model.in_chans or 3)
     data = load_segment_data(scenes, cfg, channels, *normalisation(enc.cfg.data, channels))
     precision = resolve_precision(cfg.precision, device)
@@ -123,10 +123,10 @@ def build_segmentation(scenes: Path, device: torch.device) -> Built:
     return Built(task, cfg.crop_size, cfg.batch_size, precision, evaluate)
 
 
-def build_detection(scenes: Path, device: torch.device) -> Built:
-    """The detection fine-tune of ``hpm eval detect --random-init`` at the ``small`` recipe."""
+def build_detection(scenes: Path, device: torch.device, preset: str = PRESET) -> Built:
+    """The detection fine-tune of ``hpm eval detect --random-init --preset preset`` at the ``small`` recipe."""
     cfg = build_detect_config(RECIPE)
-    enc = load_encoder(None, True, "student", random_init_config(PRESET), cfg.image_size)
+    enc = load_encoder(None, True, "student", random_init_config(preset), cfg.image_size)
     channels = int(enc.cfg.model.in_chans or 3)
     paths = coco_paths(scenes, (None, None), (None, None))
     data = load_detect_data(paths, channels, *normalisation(enc.cfg.data, channels))
@@ -189,15 +189,15 @@ def format_table(rows: list[Measured]) -> str:
     return "\n".join(lines)
 
 
-def run(steps: int, warmup: int, num_train: int, num_val: int) -> list[Measured]:
+def run(steps: int, warmup: int, num_train: int, num_val: int, preset: str = PRESET) -> list[Measured]:
     """Write the scenes, then build and measure the three tasks one after the other."""
     device = resolve_device("cpu")
     rows = [measure("classification", build_classification(device), warmup, steps)]
     with tempfile.TemporaryDirectory(prefix="dense_step_") as tmp:
         scenes = Path(tmp) / "scenes"
         write_scenes(scenes, SceneOptions(num_train=num_train, num_val=num_val, size=64, seed=0), progress=False)
-        rows.append(measure("segmentation", build_segmentation(scenes, device), warmup, steps))
-        rows.append(measure("detection", build_detection(scenes, device), warmup, steps))
+        rows.append(measure("segmentation", build_segmentation(scenes, device, preset), warmup, steps))
+        rows.append(measure("detection", build_detection(scenes, device, preset), warmup, steps))
     return rows
 
 
@@ -208,6 +208,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--num-train", type=int, default=64, help="training scenes")
     p.add_argument("--num-val", type=int, default=32, help="validation scenes")
+    p.add_argument("--preset", default=PRESET, help="the dense tasks' encoder: small (64 px at patch 4: 256 tokens, "
+                                                   "default) or small64 (patch 8: 64 tokens, the scenes study's)")
     p.add_argument("--json", type=Path, help="also write the raw result here")
     args = p.parse_args()
     if args.threads is not None:
@@ -215,10 +217,10 @@ def main() -> None:
     print(f"torch {torch.__version__} | {platform.processor() or platform.machine()} | "
           f"{torch.get_num_threads()} threads | load {os.getloadavg()[0]:.1f}", flush=True)
     start = time.perf_counter()
-    rows = run(args.steps, args.warmup, args.num_train, args.num_val)
+    rows = run(args.steps, args.warmup, args.num_train, args.num_val, args.preset)
     print(f"\n{format_table(rows)}\n\ntotal {time.perf_counter() - start:.0f} s")
     if args.json:
-        meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "steps": args.steps,
+        meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "steps": args.steps, "preset": args.preset,
                 "warmup": args.warmup, "num_train": args.num_train, "num_val": args.num_val}
         args.json.write_text(json.dumps({"meta": meta, "tasks": [asdict(r) for r in rows]}, indent=2))
 
