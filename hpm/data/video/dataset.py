@@ -1,6 +1,7 @@
-"""Video clips on disk: ``root/<split>/<class_name>/<video files>`` (``.mp4``, ``.webm``,
-``.avi``, ``.mkv``), or video files anywhere below ``root`` (a flat, unlabelled folder, train
-split only), sampled as VideoMAE samples them (see :mod:`hpm.data.video.sampling`)."""
+"""Video clips on disk: ``root/<split>/<class_name>/<videos>``, or videos anywhere below ``root``
+(a flat, unlabelled folder, train split only), sampled as VideoMAE samples them (see
+:mod:`hpm.data.video.sampling`). A video is a file (``.mp4``, ``.webm``, ``.avi``, ``.mkv``) or
+a folder of frames (``<video>/000001.jpg`` ...), see :mod:`hpm.data.video.listing`."""
 
 from __future__ import annotations
 
@@ -15,36 +16,41 @@ import torch
 from torch.utils.data import Dataset
 
 from hpm.data.folder import IMAGE_EXTENSIONS, NO_LABEL, Unreadable
-from hpm.data.folder_index import FolderListing, walk_split, walk_unlabelled
+from hpm.data.folder_index import FolderListing
 from hpm.data.shards import is_shard_dir
 from hpm.data.video.augment import build_clip_transform
-from hpm.data.video.decode import VIDEO_EXTENSIONS, UnreadableVideo, read_clip
+from hpm.data.video.decode import VIDEO_EXTENSIONS, UnreadableVideo
+from hpm.data.video.listing import is_video_file, walk_video_split, walk_video_unlabelled
+from hpm.data.video.read import read_clip
 from hpm.errors import DataError
 
 _LOG = logging.getLogger(__name__)
-_LAYOUT = "expected layout: ROOT/<split>/<class_name>/<video files> (e.g. ROOT/train/jump/001.mp4)"
-
-
-def is_video_file(name: str) -> bool:
-    """Whether a file name is a video file the clip data set reads (by extension)."""
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+_LAYOUT = ("expected layout: ROOT/<split>/<class_name>/<videos> (e.g. ROOT/train/jump/001.mp4, or "
+           "ROOT/train/jump/001/ holding the frames 000001.jpg ...)")
+_FRAME_DEPTH = 2  # a frame folder's depth below ROOT/train: <class>/<video>/
 
 
 def is_video_dir(root: str | Path) -> bool:
-    """Whether ``--data-dir`` holds video files: the first video or image file found below
+    """Whether ``--data-dir`` holds videos: the first video or image file found below
     ``root/train`` (or ``root`` when it has no ``train`` folder), in sorted walk order, decides.
-    A pack of shards, a missing folder or one without media files is not video."""
+    An image file in a sub-folder of a class folder (``root/train/<class>/<video>/``) is a
+    frame of a frame folder, so video; one directly in a class folder, or anywhere in a folder
+    without ``train``, is an image. A pack of shards, a missing folder or one without media
+    files is not video."""
     root = Path(root)
     if not root.is_dir() or is_shard_dir(root):
         return False
-    top = root / "train" if (root / "train").is_dir() else root
-    for _, dirnames, filenames in os.walk(top, followlinks=True):
+    labelled = (root / "train").is_dir()
+    top = root / "train" if labelled else root
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = os.path.relpath(dirpath, top)
+        depth = 0 if rel == "." else len(Path(rel).parts)
         for name in sorted(filenames):
             if is_video_file(name):
                 return True
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                return False
+                return labelled and depth >= _FRAME_DEPTH
     return False
 
 
@@ -55,7 +61,8 @@ def video_layout(root: str | Path) -> Literal["classes", "flat"]:
 
 class VideoClipDataset(Dataset):
     """Clips of the videos in ``root/<split>/<class_name>/`` (or, ``layout="flat"``, every video
-    file below ``root``, unlabelled); unreadable files give :class:`Unreadable`.
+    below ``root``, unlabelled), video files or frame folders; an unreadable video (see
+    :class:`~hpm.data.video.decode.UnreadableVideo`) gives :class:`Unreadable` naming it.
 
     Each item is ``num_frames`` frames ``stride`` apart, from a random start in training and
     the centre in evaluation, under one random resized crop and flip for the whole clip
@@ -79,7 +86,7 @@ class VideoClipDataset(Dataset):
             ``root``, train split only, every label :data:`~hpm.data.folder.NO_LABEL`).
 
     Raises:
-        DataError: The split folder is missing or holds no class folders or no video files.
+        DataError: The split folder is missing or holds no class folders or no videos.
     """
 
     def __init__(
@@ -114,21 +121,22 @@ class VideoClipDataset(Dataset):
         if not self.samples:
             extensions = ", ".join(sorted(VIDEO_EXTENSIONS))
             where = f"the class folders of {split_dir}" if layout == "classes" else str(split_dir)
-            raise DataError(f"no video files in {where}; accepted extensions: {extensions}")
+            raise DataError(f"no videos in {where}: no video files ({extensions}) and no folders of image "
+                            f"frames; {_LAYOUT}")
         self.labels = np.array([label for _, label in self.samples], dtype=np.int64)  # [N]
         self.num_classes = len(self.classes)  # 0 for a flat folder
 
     def _listing(self, layout: str) -> tuple[Path, FolderListing]:
-        """The folder read and its files: class folders of ``root/<split>``, or every video below ``root``."""
+        """The folder read and its videos: class folders of ``root/<split>``, or every video below ``root``."""
         if layout == "flat":
             if self.split != "train":
                 raise DataError(f"{self.root} is a flat folder of videos, read as the train split only; "
                                 f"it has no {self.split} split; {_LAYOUT}")
-            return self.root, walk_unlabelled(self.root, is_video_file)
+            return self.root, walk_video_unlabelled(self.root)
         split_dir = self.root / self.split
         if not split_dir.is_dir():
             raise DataError(f"split folder {split_dir} does not exist; {_LAYOUT}")
-        listing = walk_split(split_dir, is_video_file)
+        listing = walk_video_split(split_dir)
         if not listing.classes:
             raise DataError(f"{split_dir} holds no class folders; {_LAYOUT}")
         return split_dir, listing

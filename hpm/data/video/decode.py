@@ -1,21 +1,28 @@
-"""Reading frames of a video file with torchcodec (FFmpeg), by index and with seeking."""
+"""Video files opened with torchcodec (FFmpeg): their frame count, and their frames by index, seeking."""
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hpm.data.video.sampling import clip_indices, clip_start
 from hpm.errors import DataError
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".webm", ".avi", ".mkv"})
 _GREY_WEIGHTS = (299, 587, 114)  # ITU-R 601 luma in thousandths, as PIL's "L" conversion
+# torchcodec prefixes FFmpeg's message with the C++ function and source line: "fn, /path/file.cpp:41, "
+_SOURCE_PREFIX = re.compile(r"^\w+, \S+:\d+, ")
+# torchcodec's wording when a file has streams but none FFmpeg can decode as video
+_NO_VIDEO_STREAM = "best video stream is unknown"
 
 
 class UnreadableVideo(DataError):
-    """A video file that is missing, truncated, or that FFmpeg cannot decode."""
+    """A video that is missing, truncated, or that cannot be decoded (a file FFmpeg cannot decode,
+    a folder of frames with an unreadable frame or frames of two sizes)."""
 
 
 def ffmpeg_error(exc: BaseException) -> DataError | None:
@@ -28,21 +35,38 @@ def ffmpeg_error(exc: BaseException) -> DataError | None:
     return None
 
 
+def _reason(exc: Exception) -> str:
+    """FFmpeg's message in one line, without torchcodec's source location or bug-report advice."""
+    text = str(exc).strip()
+    if _NO_VIDEO_STREAM in text:
+        return "no video stream that this FFmpeg can decode (an audio-only file, or a codec it lacks)"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return _SOURCE_PREFIX.sub("", first)
+
+
+def _check_regular_file(path: str | Path) -> None:
+    """Refuse what is not a regular file: FFmpeg would wait forever on a named pipe."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise UnreadableVideo(f"cannot open video {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise UnreadableVideo(f"video {path} is not a regular file (a pipe, socket or device); remove it or "
+                              "replace it by the video file")
+
+
 def _decoder(path: str | Path):  # -> torchcodec.decoders.VideoDecoder
     """Open ``path`` for decoding."""
+    _check_regular_file(path)
     try:
         from torchcodec.decoders import VideoDecoder
 
         # "exact" scans the packets once (no decoding) so that frame i is frame i.
         return VideoDecoder(str(path), seek_mode="exact", num_ffmpeg_threads=1)
     except Exception as exc:  # noqa: BLE001 - FFmpeg reports every failure as RuntimeError
-        raise ffmpeg_error(exc) or UnreadableVideo(f"cannot open video {path}: {_reason(exc)}") from None
-
-
-def _reason(exc: Exception) -> str:
-    """The last line of FFmpeg's message (torchcodec prefixes the C++ source location)."""
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return text.rsplit(", ", 1)[-1]
+        raise ffmpeg_error(exc) or UnreadableVideo(
+            f"cannot open video {path}: {_reason(exc)}; re-encode it (e.g. to H.264) or remove it"
+        ) from None
 
 
 def to_channels(frames: torch.Tensor, channels: int) -> torch.Tensor:
@@ -56,72 +80,35 @@ def to_channels(frames: torch.Tensor, channels: int) -> torch.Tensor:
     return ((luma + 500) // 1000).to(torch.uint8)
 
 
-def _length(decoder, path: str | Path) -> int:
-    """The frame count of an opened video (at least 1)."""
-    length = int(decoder.metadata.num_frames or 0)
-    if length < 1:
-        raise UnreadableVideo(f"video {path} holds no frames")
-    return length
-
-
-def _frames_at(decoder, path: str | Path, indices: np.ndarray, channels: int) -> torch.Tensor:
-    """Decode frames ``indices`` of an opened video as uint8 ``[T, channels, H, W]``."""
-    try:
-        frames = decoder.get_frames_at([int(i) for i in indices]).data  # [T, 3, H, W] uint8
-    except Exception as exc:  # noqa: BLE001
-        raise UnreadableVideo(f"cannot decode frames of video {path}: {_reason(exc)}") from None
-    return to_channels(frames, channels)
-
-
-def video_length(path: str | Path) -> int:
-    """The number of frames of a video file.
-
-    Raises:
-        UnreadableVideo: The file cannot be opened or holds no frame.
-    """
-    return _length(_decoder(path), path)
-
-
-def read_frames(path: str | Path, indices: np.ndarray, channels: int = 3) -> torch.Tensor:
-    """Decode the frames ``indices`` of a video file (seeking to each, not decoding all).
+class VideoFile:
+    """A video file opened for decoding: its frame count, and any of its frames by index.
 
     Args:
         path: The video file.
-        indices: int ``[T]`` frame indices, each below the video's length.
-        channels: 1 (luma) or 3 (RGB).
-
-    Returns:
-        uint8 ``[T, channels, H, W]``.
 
     Raises:
-        UnreadableVideo: The file cannot be opened or the frames cannot be decoded.
+        UnreadableVideo: The file is missing, not a regular file, not a video FFmpeg can open,
+            has no video stream FFmpeg can decode, or holds no frame.
+        DataError: torchcodec cannot load FFmpeg's libraries.
     """
-    return _frames_at(_decoder(path), path, indices, channels)
 
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._decoder = _decoder(path)
+        self.length = int(self._decoder.metadata.num_frames or 0)
+        if self.length < 1:
+            raise UnreadableVideo(f"video {path} holds no frames; remove it")
 
-def read_clip(
-    path: str | Path,
-    num_frames: int,
-    stride: int,
-    rng: np.random.Generator | None = None,
-    channels: int = 3,
-) -> torch.Tensor:
-    """Decode a clip of ``num_frames`` frames ``stride`` apart (see :mod:`hpm.data.video.sampling`).
+    def frames(self, indices: np.ndarray, channels: int = 3) -> torch.Tensor:
+        """Decode frames ``indices`` (int ``[T]``, each below ``length``) as uint8 ``[T, channels, H, W]``.
 
-    Args:
-        path: The video file.
-        num_frames: Frames in the clip (``T``).
-        stride: Frames between two clip frames.
-        rng: Draws a random start (training); None takes the centre (evaluation).
-        channels: 1 (luma) or 3 (RGB).
-
-    Returns:
-        uint8 ``[T, channels, H, W]``.
-
-    Raises:
-        UnreadableVideo: The file cannot be opened, holds no frame or cannot be decoded.
-    """
-    decoder = _decoder(path)
-    length = _length(decoder, path)
-    indices = clip_indices(length, num_frames, stride, clip_start(length, num_frames, stride, rng))  # [T]
-    return _frames_at(decoder, path, indices, channels)
+        Raises:
+            UnreadableVideo: FFmpeg cannot decode one of the frames.
+        """
+        try:
+            frames = self._decoder.get_frames_at([int(i) for i in indices]).data  # [T, 3, H, W] uint8
+        except Exception as exc:  # noqa: BLE001
+            raise UnreadableVideo(
+                f"cannot decode frames of video {self.path}: {_reason(exc)}; it may be corrupt: re-encode or remove it"
+            ) from None
+        return to_channels(frames, channels)

@@ -1,4 +1,4 @@
-"""Pre-training clips from a folder of video files: the clip data set ``hpm pretrain`` reads."""
+"""Pre-training clips from a folder of videos (files or frame folders), as ``hpm pretrain`` reads them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 from hpm.config import DataConfig
 from hpm.data.video.dataset import VideoClipDataset, video_layout
-from hpm.data.video.decode import UnreadableVideo, video_length
+from hpm.data.video.decode import UnreadableVideo
+from hpm.data.video.read import video_length
 from hpm.errors import DataError
 
 
@@ -32,8 +33,8 @@ class KeyedSubset(Dataset):
 
 
 def check_videos_readable(dataset: VideoClipDataset, max_files: int = 16) -> None:
-    """Open up to ``max_files`` videos spread over the data set; a few unreadable ones are skipped
-    in training, none readable is an error.
+    """Open up to ``max_files`` videos (files or frame folders) spread over the data set; a few
+    unreadable ones are skipped in training, none readable is an error.
 
     Raises:
         DataError: None of the files checked could be opened.
@@ -47,7 +48,7 @@ def check_videos_readable(dataset: VideoClipDataset, max_files: int = 16) -> Non
         except UnreadableVideo as exc:
             failures.append(str(exc))
     if len(failures) == len(picks):
-        raise DataError(f"none of the {len(picks)} video files checked could be read, e.g. {failures[0]}")
+        raise DataError(f"none of the {len(picks)} videos checked could be read, e.g. {failures[0]}")
 
 
 def open_video_clips(
@@ -61,7 +62,7 @@ def open_video_clips(
         DataError: No video files, or none of them readable.
     """
     if cfg.data_dir is None:
-        raise DataError("video pre-training needs data.data_dir=DIR (--data-dir), a folder of video files")
+        raise DataError("video pre-training needs data.data_dir=DIR (--data-dir), a folder of videos (files or frame folders)")
     root = Path(cfg.data_dir)
     clips = VideoClipDataset(
         root, "train", num_frames=num_frames, stride=cfg.frame_stride, size=img_size, train=True,

@@ -21,7 +21,7 @@ import numpy as np
 from hpm.config import Config, DataConfig
 from hpm.data import balanced_subset
 from hpm.data.labels import LabelCount, labelled_subset
-from hpm.data.video import VideoClipDataset, clip_span, read_frames, video_length
+from hpm.data.video import VideoClipDataset, clip_span, open_video
 from hpm.errors import DataError
 from hpm.eval.data import normalisation
 from hpm.eval.video.options import LabelKind, VideoOptions
@@ -33,10 +33,10 @@ _NAMES_KEY = {"motion": "motions", "class": "classes"}
 
 @dataclass
 class ClipSplit:
-    """One split: its video files and their labels of the chosen kind.
+    """One split: its videos and their labels of the chosen kind.
 
     Attributes:
-        files: Video file paths.
+        files: Video paths (video files or frame folders).
         labels: int64 ``[N]`` labels.
         name: ``"train"`` or ``"val"``.
     """
@@ -193,12 +193,13 @@ def build_video_eval_data(
     train, chosen = _choose_train(full_train, labels, train_subset, seed)
     channels = int(cfg.model.in_chans or 3)
     mean, std = normalisation(DataConfig.model_validate({**cfg.data.model_dump(), "data_dir": str(root)}), channels)
-    height, width = read_frames(train.files[0], np.zeros(1, dtype=np.int64), channels).shape[-2:]
+    first = open_video(train.files[0])  # a video file or a frame folder
+    height, width = first.frames(np.zeros(1, dtype=np.int64), channels).shape[-2:]
     if height == width and video.test_crops > 1:
         _LOG.warning("the videos are square (%d px): the %d spatial crops coincide; --test-crops 1 gives the same "
                      "result once", height, video.test_crops)
     span = clip_span(int(cfg.model.num_frames or 1), cfg.data.frame_stride)
-    if video.test_clips > 1 and video_length(train.files[0]) <= span:
+    if video.test_clips > 1 and first.length <= span:
         _LOG.warning("the videos are no longer than a clip (%d frames): the %d temporal clips coincide; "
                      "--test-clips 1 gives the same result once", span, video.test_clips)
     return VideoEvalData(

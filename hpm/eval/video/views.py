@@ -21,7 +21,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from hpm.data.folder import Unreadable
-from hpm.data.video import UnreadableVideo, clip_indices, clip_span, read_frames, video_length
+from hpm.data.video import UnreadableVideo, clip_indices, clip_span, open_video
 
 _LOG = logging.getLogger(__name__)
 
@@ -86,11 +86,10 @@ class ClipViews(Dataset):
 
     def views(self, index: int) -> torch.Tensor:
         """The normalised views of video ``index``: float ``[V, C, T, size, size]``."""
-        path = self.files[index]
-        length = video_length(path)
-        starts = clip_starts(length, self.num_frames, self.stride, self.test_clips)
-        indices = np.concatenate([clip_indices(length, self.num_frames, self.stride, s) for s in starts])
-        frames = read_frames(path, indices, self.channels)  # [test_clips * T, C, H, W] uint8
+        video = open_video(self.files[index])  # a video file or a frame folder
+        starts = clip_starts(video.length, self.num_frames, self.stride, self.test_clips)
+        indices = np.concatenate([clip_indices(video.length, self.num_frames, self.stride, s) for s in starts])
+        frames = video.frames(indices, self.channels)  # [test_clips * T, C, H, W] uint8
         out = []
         for clip in frames.split(self.num_frames):  # [T, C, H, W] each
             out += crop_views(clip, self.size, self.test_crops)
