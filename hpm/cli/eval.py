@@ -116,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
     if args.path is None and not (args.random_init or getattr(args, "raw_pixels", False)):
         raise ConfigError("give a run directory or checkpoint folder (or --random-init for a random encoder)")
     labels = _few_labels(args, overrides_given)
+    if getattr(args, "out", None):  # an output that cannot be written is refused before anything is read
+        from hpm.engine.outdir import check_output_dir
+        from hpm.eval.run import finetune_dir_of
+
+        out = Path(args.out)
+        check_output_dir(finetune_dir_of(out) if args.protocol == "finetune" else out.parent, "--out")
     opts = _options(args, labels)
     if args.path is None:  # a random encoder of a preset's architecture
         preset = {"model": {"preset": args.preset}} if args.preset else {}

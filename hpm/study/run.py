@@ -20,7 +20,7 @@ from hpm.study.floors import run_floor_finetunes, run_floors
 from hpm.study.plan import Job, plan
 from hpm.study.pretrain import matched_epochs, pretrain
 from hpm.study.report import write_report
-from hpm.study.spec import StudySpec
+from hpm.study.spec import StudySpec, check_task_data
 
 
 def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | None = None) -> Path:
@@ -89,7 +89,9 @@ def _floor_finetunes(spec: StudySpec) -> None:
 
 
 def _start(spec: StudySpec) -> None:
-    """The runs' folder with the study file as run, and the floors that take seconds."""
+    """The runs' folder with the study file as run, and the floors that take seconds (after
+    checking the tasks' data folders exist)."""
+    check_task_data(spec)
     Path(spec.runs_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(spec.runs_dir) / "study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     if spec.floors:

@@ -261,9 +261,21 @@ def task_finetune_config(task: TaskEval, video: bool, seed: int | None = None) -
     return build_finetune_config(task.recipe or "reference", overrides=overrides)
 
 
+def check_task_data(spec: StudySpec) -> None:
+    """Every task's data folder exists (checked when a study starts, before any work).
+
+    Raises:
+        ConfigError: A missing folder, named with the command that writes it.
+    """
+    for task in spec.eval.tasks:
+        if task.data_dir is not None and not Path(task.data_dir).is_dir():
+            hint = "hpm data scenes" if task.task in ("segment", "detect") else "hpm data moving"
+            raise ConfigError(f"eval.tasks {task.name!r}: data_dir {task.data_dir} does not exist; write the data "
+                              f"with `{hint} {task.data_dir}` or point data_dir at your data")
+
+
 def _check_task(task: TaskEval, video: bool) -> None:
-    """A task's recipe and overrides resolve (a fine-tune's: the video recipes for a video study),
-    and its data folder exists."""
+    """A task's recipe and overrides resolve (a fine-tune's: the video recipes for a video study)."""
     if task.task == "segment":
         from hpm.eval.segment.recipes import build_segment_config
 
@@ -280,10 +292,6 @@ def _check_task(task: TaskEval, video: bool) -> None:
         build()
     except ConfigError as exc:
         raise ConfigError(f"eval.tasks {task.name!r}: {exc}") from None
-    if task.data_dir is not None and not Path(task.data_dir).is_dir():
-        hint = "hpm data scenes" if task.task in ("segment", "detect") else "hpm data moving"
-        raise ConfigError(f"eval.tasks {task.name!r}: data_dir {task.data_dir} does not exist; write the data with "
-                          f"`{hint} {task.data_dir}` or point data_dir at your data")
 
 
 def parse_study_overrides(items: list[str]) -> dict[str, Any]:

@@ -109,8 +109,8 @@ def test_bad_task_evaluations_are_refused_before_any_work(tmp_path: Path) -> Non
     spec["eval"]["tasks"][0]["overrides"].pop("nope")
     spec["eval"]["tasks"][1]["data_dir"] = str(tmp_path / "missing")
     path.write_text(yaml.safe_dump(spec))
-    with pytest.raises(ConfigError, match="hpm data scenes"):
-        load_study(path)
+    with pytest.raises(ConfigError, match="hpm data scenes"):  # when the study starts, before any work
+        run_study(load_study(path))
     with pytest.raises(ConfigError, match="tasks_only names unknown"):
         load_study(_write(tmp_path / "again"), {"eval": {"tasks_only": ["nope"]}})
     assert not (tmp_path / "runs").exists()
