@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +141,16 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     """Caches (the folder index of hpm.data.folder_index) go to a temporary folder, not ~/.cache/hpm;
     subprocesses started by a test inherit it."""
     monkeypatch.setenv("HPM_CACHE_DIR", str(tmp_path_factory.mktemp("hpm-cache")))
+
+
+@pytest.fixture(autouse=True)
+def _hpm_logger_propagates(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that reads ``caplog`` starts with the ``hpm`` logger propagating to the root, where
+    ``caplog`` listens: an in-process command before it (``setup_logging``, in a test or a fixture)
+    stops it. Set back after the test."""
+    logger = logging.getLogger("hpm")
+    saved = logger.propagate
+    if "caplog" in request.fixturenames:
+        logger.propagate = True
+    yield
+    logger.propagate = saved

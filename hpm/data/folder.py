@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from hpm.data.folder_index import FolderListing, list_split
 from hpm.data.layout import ACCEPTED_LAYOUTS, Layout, detect_layout, describe_layout, unlabelled_split_dir
+from hpm.data.probe import probe_spread
 from hpm.errors import DataError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -223,23 +224,19 @@ def check_readable(dataset: ImageSource, max_files: int = 64) -> None:
     Raises:
         DataError: None of the files checked could be read.
     """
-    count = min(len(dataset), max(1, max_files))
-    picks = np.unique(np.linspace(0, len(dataset) - 1, num=count).round().astype(int))
-    failures: list[str] = []
-    for index in picks:
+    def open_one(index: int) -> str | None:
         try:
-            read_image(dataset.source(int(index))[0], dataset.channels)
+            read_image(dataset.source(index)[0], dataset.channels)
         except Exception as exc:  # noqa: BLE001
-            failures.append(f"{dataset.name(int(index))}: {type(exc).__name__}: {exc}")
-    if len(failures) == len(picks):
+            return f"{dataset.name(index)}: {type(exc).__name__}: {exc}"
+        return None
+
+    tried, failures = probe_spread(len(dataset), max_files, open_one)
+    if len(failures) == tried:
         raise DataError(
-            f"none of the {len(picks)} files checked could be read, e.g. {failures[0]}; "
+            f"none of the {tried} files checked could be read, e.g. {failures[0]}; "
             "check that the files are images and not e.g. Git LFS pointers or partial downloads"
         )
     if failures:
-        _LOG.warning(
-            "%d of %d image files checked could not be read and will be skipped, e.g. %s",
-            len(failures),
-            len(picks),
-            failures[0],
-        )
+        _LOG.warning("%d of %d image files checked could not be read and will be skipped, e.g. %s",
+                     len(failures), tried, failures[0])

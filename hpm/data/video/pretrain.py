@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from torch.utils.data import Dataset
 
 from hpm.config import DataConfig
+from hpm.data.probe import probe_spread
 from hpm.data.video.dataset import VideoClipDataset, video_layout
 from hpm.data.video.decode import UnreadableVideo
 from hpm.data.video.read import video_length
@@ -39,16 +39,16 @@ def check_videos_readable(dataset: VideoClipDataset, max_files: int = 16) -> Non
     Raises:
         DataError: None of the files checked could be opened.
     """
-    count = min(len(dataset), max(1, max_files))
-    picks = np.unique(np.linspace(0, len(dataset) - 1, num=count).round().astype(int))
-    failures: list[str] = []
-    for index in picks:
+    def open_one(index: int) -> str | None:
         try:
-            video_length(dataset.samples[int(index)][0])
+            video_length(dataset.samples[index][0])
         except UnreadableVideo as exc:
-            failures.append(str(exc))
-    if len(failures) == len(picks):
-        raise DataError(f"none of the {len(picks)} videos checked could be read, e.g. {failures[0]}")
+            return str(exc)
+        return None
+
+    tried, failures = probe_spread(len(dataset), max_files, open_one)
+    if len(failures) == tried:
+        raise DataError(f"none of the {tried} videos checked could be read, e.g. {failures[0]}")
 
 
 def open_video_clips(

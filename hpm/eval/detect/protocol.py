@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from hpm.config import Config
-from hpm.engine import distributed as D
-from hpm.engine.logger import setup_logging
-from hpm.engine.outdir import check_output_dir
-from hpm.engine.precision import resolve_device, resolve_precision
 from hpm.errors import ConfigError
 from hpm.eval.data import normalisation
 from hpm.eval.detect.data import DetectData, coco_paths, load_detect_data
@@ -26,8 +19,9 @@ from hpm.eval.detect.picture import draw_predictions
 from hpm.eval.detect.recipes import DetectConfig
 from hpm.eval.detect.run import run_detect
 from hpm.eval.detect.task import PREDICTIONS
+from hpm.eval.dense_protocol import DenseTask, run_dense_protocol
 from hpm.eval.encoder import LoadedEncoder, Weights, load_encoder
-from hpm.eval.results import result_path, write_result
+from hpm.eval.results import result_path
 from hpm.eval.run import finetune_dir_of
 from hpm.eval.segment.protocol import random_init_config
 
@@ -120,28 +114,13 @@ def run_detect_eval(path: str | Path | None, opts: DetectOptions) -> tuple[dict[
     Raises:
         CheckpointError, ConfigError, DataError: With a message that says what to fix.
     """
-    start = time.perf_counter()
-    dist = D.init_distributed("cuda" if torch.cuda.is_available() and opts.device != "cpu" else "cpu")
-    setup_logging(dist.is_main)
-    try:
-        device = resolve_device(opts.device, dist.local_rank)
-        if opts.out is not None:
-            check_output_dir(finetune_dir_of(opts.out), "--out")  # before anything is loaded
-        enc, data = _load(path, opts)
-        target = _result_file(path, enc, opts)
-        precision = resolve_precision(opts.recipe.precision if opts.precision == "auto" else opts.precision, device)
-        result, model = run_detect(enc.model, data, opts.recipe, device, precision, dist,
-                                   run_dir=finetune_dir_of(target), source=_source(enc, data))
-        record = {
-            "protocol": "detect", "source": enc.describe(), "data": data.describe(), "result": result,
-            "device": str(device), "precision": precision, "seconds": round(time.perf_counter() - start, 3),
-        }
-        if not dist.is_main:
-            return record, None
-        record.update(_write_outputs(model, enc, data, opts.recipe, target))
-        return record, write_result(target, record)
-    finally:
-        D.shutdown_distributed()
+    task = DenseTask(
+        "detect", lambda: _load(path, opts), lambda enc: _result_file(path, enc, opts),
+        lambda enc, data, device, precision, dist, run_dir: run_detect(
+            enc.model, data, opts.recipe, device, precision, dist, run_dir=run_dir, source=_source(enc, data)),
+        lambda model, enc, data, target: _write_outputs(model, enc, data, opts.recipe, target),
+    )
+    return run_dense_protocol(task, opts)
 
 
 def _write_outputs(model: Detector, enc: LoadedEncoder, data: DetectData, recipe: DetectConfig,

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import MultiStepLRScheduler
 from torch import nn
-from torch.utils.data import DataLoader
 
-from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
 from hpm.engine.ddp import wrap_ddp
 from hpm.engine.logger import LOG
 from hpm.engine.precision import Resolved
 from hpm.engine.supervised import run_supervised
+from hpm.engine.supervised_setup import grad_scaler, resumable_loader, seed_everything, setup_record
 from hpm.errors import ConfigError
 from hpm.eval.detect.coco_eval import ground_truth
 from hpm.eval.detect.data import DetectData, DetectionDataset, collate
@@ -81,15 +77,10 @@ def setup(
 ) -> Detecting:
     """Seed, then build the model, data, optimizer (AdamW, layer-wise lr decay) and step schedule
     (in this order: the RNG draws of an uninterrupted run must not move)."""
-    torch.manual_seed(cfg.seed + dist.rank)
-    random.seed(cfg.seed + dist.rank)
-    np.random.seed(cfg.seed + dist.rank)
+    seed_everything(cfg.seed + dist.rank)
     model = build_detector(encoder, cfg, len(data.cat_ids), data.mean, data.std).to(device)
     train_set = DetectionDataset(data.train, data, cfg, train=True)
-    sampler = ResumableDistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed,
-                                          drop_last=True)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, collate_fn=collate,
-                        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
+    sampler, loader = resumable_loader(train_set, cfg.batch_size, cfg.num_workers, dist, cfg.seed, collate_fn=collate)
     if len(loader) < 1:
         raise ConfigError(f"{len(data.train.images)} training images give no optimizer step of {cfg.batch_size} x "
                           f"{dist.world_size} images; lower batch_size or use more images (--labels)")
@@ -100,9 +91,8 @@ def setup(
     schedule = MultiStepLRScheduler(optimizer, decay_t=[int(f * total) for f in cfg.lr_drops], decay_rate=0.1,
                                     warmup_t=cfg.warmup_iters, warmup_lr_init=cfg.lr * 1e-3, warmup_prefix=False,
                                     t_in_epochs=False)
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    setup_json = json.loads(json.dumps({"source": source, "world_size": dist.world_size, "precision": precision},
-                                       default=str))
+    scaler = grad_scaler(precision, device)
+    setup_json = setup_record(source, dist, precision)
     return Detecting(
         cfg, data, device, precision, dist, model, wrap_ddp(model, device, dist), sampler, loader,
         DetectionDataset(data.val, data, cfg, train=False), ground_truth(data.val), optimizer, schedule, scaler,

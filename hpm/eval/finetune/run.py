@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2
 from torch import nn
-from torch.utils.data import DataLoader
 
 from hpm.data import collate_skip_none
-from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
 from hpm.engine.ddp import wrap_ddp
 from hpm.engine.logger import LOG
-from hpm.engine.optim import build_lr_schedule
 from hpm.engine.precision import Resolved
 from hpm.engine.supervised import run_supervised
-from hpm.errors import ConfigError
+from hpm.engine.supervised_setup import grad_scaler, resumable_loader, seed_everything, setup_record
+from hpm.eval.finetune.optim import classifier_optim
 from hpm.eval.data import EvalData
 from hpm.eval.finetune.augment import PilDataset, seed_worker, train_transform
 from hpm.eval.finetune.classifier import build_classifier, classifier_spec
@@ -86,36 +80,19 @@ def setup(
 ) -> Finetuning:
     """Seed, then build the classifier, data, optimizer, schedule, mixup and loss (in this order:
     the RNG draws of an uninterrupted fine-tune must not move)."""
-    torch.manual_seed(cfg.seed + dist.rank)
-    random.seed(cfg.seed + dist.rank)
-    np.random.seed(cfg.seed + dist.rank)
+    seed_everything(cfg.seed + dist.rank)
     model = build_classifier(encoder, data.num_classes, cfg, device)
     train_set = PilDataset(data.train.base, train_transform(data, cfg), data.img_size if data.fit == "pad" else None)
-    sampler = ResumableDistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed,
-                                          drop_last=True)
-    loader = DataLoader(
-        train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, num_workers=cfg.num_workers,
-        collate_fn=collate_skip_none, worker_init_fn=seed_worker, persistent_workers=cfg.num_workers > 0,
-    )
-    steps_per_epoch = len(loader) // cfg.accum_steps
-    if steps_per_epoch < 1:
-        raise ConfigError(
-            f"{len(data.train)} training images give no optimizer step of {cfg.batch_size} x {cfg.accum_steps} "
-            f"x {dist.world_size} images; lower batch_size or accum_steps, or use more images (train_subset)"
-        )
-    eff_batch = cfg.batch_size * cfg.accum_steps * dist.world_size
-    lr = cfg.blr * eff_batch / 256
-    optimizer = create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay)
-    schedule = build_lr_schedule(optimizer, steps_per_epoch * cfg.epochs, round(cfg.warmup_epochs * steps_per_epoch),
-                                 cfg.min_lr)
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    sampler, loader = resumable_loader(train_set, cfg.batch_size, cfg.num_workers, dist, cfg.seed,
+                                       collate_fn=collate_skip_none, worker_init_fn=seed_worker)
+    opt = classifier_optim(model, cfg, len(loader), dist, f"{len(data.train)} training images")
+    scaler = grad_scaler(precision, device)
     mixup, loss_fn = _mixup_and_loss(cfg, data.num_classes)
-    setup_json = json.loads(json.dumps({"source": source, "world_size": dist.world_size, "precision": precision},
-                                       default=str))
+    setup_json = setup_record(source, dist, precision)
     return Finetuning(
         cfg, data, device, precision, dist, model, wrap_ddp(model, device, dist), sampler, loader,
-        data.test.with_transform(data.transform()), optimizer, schedule, scaler, mixup, loss_fn, steps_per_epoch,
-        lr, eff_batch, run_dir, setup_json, classifier_spec(encoder, data),
+        data.test.with_transform(data.transform()), opt.optimizer, opt.schedule, scaler, mixup, loss_fn,
+        opt.steps_per_epoch, opt.lr, opt.eff_batch, run_dir, setup_json, classifier_spec(encoder, data),
     )
 
 

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from hpm.config import Config, build_config
-from hpm.engine import distributed as D
-from hpm.engine.logger import setup_logging
-from hpm.engine.outdir import check_output_dir
-from hpm.engine.precision import resolve_device, resolve_precision
 from hpm.errors import ConfigError
 from hpm.data import IMAGENET_MEAN, IMAGENET_STD
 from hpm.eval.data import normalisation
+from hpm.eval.dense_protocol import DenseTask, run_dense_protocol
 from hpm.eval.encoder import LoadedEncoder, Weights, load_encoder
-from hpm.eval.results import result_path, write_result
+from hpm.eval.results import result_path
 from hpm.eval.run import finetune_dir_of
 from hpm.eval.segment.data import SegmentationDataset, SegmentData, load_segment_data
 from hpm.eval.segment.export import export_segmenter, segmenter_spec
@@ -109,28 +103,13 @@ def run_segment_eval(path: str | Path | None, opts: SegmentOptions) -> tuple[dic
     Raises:
         CheckpointError, ConfigError, DataError: With a message that says what to fix.
     """
-    start = time.perf_counter()
-    dist = D.init_distributed("cuda" if torch.cuda.is_available() and opts.device != "cpu" else "cpu")
-    setup_logging(dist.is_main)
-    try:
-        device = resolve_device(opts.device, dist.local_rank)
-        if opts.out is not None:
-            check_output_dir(finetune_dir_of(opts.out), "--out")  # before anything is loaded
-        enc, data = _load(path, opts)
-        target = _result_file(path, enc, opts)
-        precision = resolve_precision(opts.recipe.precision if opts.precision == "auto" else opts.precision, device)
-        result, model = run_segment(enc.model, data, opts.recipe, device, precision, dist,
-                                    run_dir=finetune_dir_of(target), source=_source(enc, data))
-        record = {
-            "protocol": "segment", "source": enc.describe(), "data": data.describe(), "result": result,
-            "device": str(device), "precision": precision, "seconds": round(time.perf_counter() - start, 3),
-        }
-        if not dist.is_main:
-            return record, None
-        record.update(_write_outputs(model, enc, data, opts.recipe, target))
-        return record, write_result(target, record)
-    finally:
-        D.shutdown_distributed()
+    task = DenseTask(
+        "segment", lambda: _load(path, opts), lambda enc: _result_file(path, enc, opts),
+        lambda enc, data, device, precision, dist, run_dir: run_segment(
+            enc.model, data, opts.recipe, device, precision, dist, run_dir=run_dir, source=_source(enc, data)),
+        lambda model, enc, data, target: _write_outputs(model, enc, data, opts.recipe, target),
+    )
+    return run_dense_protocol(task, opts)
 
 
 def _write_outputs(model: Segmenter, enc: LoadedEncoder, data: SegmentData, recipe: SegmentConfig,

@@ -3,15 +3,11 @@
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from timm.loss import LabelSmoothingCrossEntropy
-from timm.optim import create_optimizer_v2
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -20,10 +16,10 @@ from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
 from hpm.engine.ddp import wrap_ddp
 from hpm.engine.logger import LOG
-from hpm.engine.optim import build_lr_schedule
 from hpm.engine.precision import Resolved
 from hpm.engine.supervised import run_supervised
-from hpm.errors import ConfigError
+from hpm.engine.supervised_setup import grad_scaler, resumable_loader, seed_everything, setup_record
+from hpm.eval.finetune.optim import classifier_optim
 from hpm.eval.finetune.augment import seed_worker
 from hpm.eval.recipes import fit_schedule
 from hpm.eval.video.augment import TrainClips, train_clip_transform
@@ -59,12 +55,8 @@ def _loader(data: VideoEvalData, cfg: VideoFinetuneConfig, dist: D.DistInfo
     """The shuffled, resumable training clips."""
     transform = train_clip_transform(data.img_size, cfg.crop_scale, cfg.hflip, data.mean, data.std)
     train_set = TrainClips(data.train.files, data.train.labels, data.num_frames, data.stride, data.channels, transform)
-    sampler = ResumableDistributedSampler(train_set, dist.world_size, dist.rank, shuffle=True, seed=cfg.seed,
-                                          drop_last=True)
-    loader = DataLoader(
-        train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True, num_workers=cfg.num_workers,
-        collate_fn=collate_skip_none, worker_init_fn=seed_worker, persistent_workers=cfg.num_workers > 0,
-    )
+    sampler, loader = resumable_loader(train_set, cfg.batch_size, cfg.num_workers, dist, cfg.seed,
+                                       collate_fn=collate_skip_none, worker_init_fn=seed_worker)
     return sampler, loader
 
 
@@ -74,29 +66,19 @@ def setup(
 ) -> VideoFinetuning:
     """Seed, then build the classifier, data, optimizer (AdamW, timm's layer-wise lr decay),
     schedule and loss, in this order (the RNG draws of an uninterrupted fine-tune must not move)."""
-    torch.manual_seed(cfg.seed + dist.rank)
-    random.seed(cfg.seed + dist.rank)
-    np.random.seed(cfg.seed + dist.rank)
+    seed_everything(cfg.seed + dist.rank)
     model = VideoClassifier(encoder, data.num_classes, cfg.drop_path, cfg.head_init_std).to(device).train()
     sampler, loader = _loader(data, cfg, dist)
-    steps_per_epoch = len(loader) // cfg.accum_steps
-    if steps_per_epoch < 1:
-        raise ConfigError(f"{len(data.train)} training clips give no optimizer step of {cfg.batch_size} x "
-                          f"{cfg.accum_steps} x {dist.world_size} clips; lower batch_size or accum_steps")
-    eff_batch = cfg.batch_size * cfg.accum_steps * dist.world_size
-    lr = cfg.blr * eff_batch / 256
-    optimizer = create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay)
-    schedule = build_lr_schedule(optimizer, steps_per_epoch * cfg.epochs, round(cfg.warmup_epochs * steps_per_epoch),
-                                 cfg.min_lr)
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    opt = classifier_optim(model, cfg, len(loader), dist, f"{len(data.train)} training clips")
+    scaler = grad_scaler(precision, device)
     loss_fn = LabelSmoothingCrossEntropy(cfg.smoothing) if cfg.smoothing > 0 else nn.CrossEntropyLoss()
-    setup_json = json.loads(json.dumps({"source": source, "world_size": dist.world_size, "precision": precision},
-                                       default=str))
+    setup_json = setup_record(source, dist, precision)
     spec = {"classes": list(data.classes), "label": data.kind, "num_frames": data.num_frames, "img_size": data.img_size,
             "mean": list(data.mean), "std": list(data.std), "pool": "avg"}
     return VideoFinetuning(
         cfg, data, device, precision, dist, model, wrap_ddp(model, device, dist), sampler, loader,  # type: ignore[arg-type]
-        data.views(data.test), optimizer, schedule, scaler, None, loss_fn, steps_per_epoch, lr, eff_batch, run_dir,
+        data.views(data.test), opt.optimizer, opt.schedule, scaler, None, loss_fn, opt.steps_per_epoch, opt.lr,
+        opt.eff_batch, run_dir,
         setup_json, spec,
     )
 
