@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+from torch import nn
+
 from hpm.engine import distributed as D
 from hpm.engine.checkpoint import (
     load_newest_on_every_rank, load_state, load_weights, rng_state, save_checkpoint, set_rng_state,
@@ -24,7 +27,7 @@ from hpm.engine.checkpoint import (
 from hpm.engine.clock import TrainClock
 from hpm.engine.lock import RunDirLock
 from hpm.engine.logger import LOG, log_run_failure, log_to_file, stop_logging_to
-from hpm.engine.loop import run_epochs
+from hpm.engine.loop import non_finite_loss, run_epochs
 from hpm.engine.outdir import check_output_dir
 from hpm.engine.resume import changed_keys, refuse_changed
 from hpm.engine.shutdown import close_loader, reap_daemons_at_exit
@@ -93,6 +96,33 @@ def epoch_batches(run: Any, epoch: int, first: int, samples_per_step: int) -> It
     if resume_rng is not None and not before:
         set_rng_state(resume_rng)
     return batches
+
+
+def backward(run: Any, loss: torch.Tensor) -> None:
+    """Backward of one (micro-)batch's loss (scaled under fp16); its value joins the running sum."""
+    (run.scaler.scale(loss) if run.scaler else loss).backward()
+    run.loss_sum += float(loss.detach())
+    run.loss_n += 1
+
+
+def optimizer_step(run: Any, loss_name: str, epoch: int, bar: Any) -> None:
+    """After the step's backward passes: refuse a non-finite running loss (naming ``loss_name``),
+    unscale (fp16), clip to ``cfg.clip_grad``, step, zero the gradients, count the step and show
+    the running loss and lr on ``bar``."""
+    if not math.isfinite(run.loss_sum):
+        raise non_finite_loss(loss_name, run.step, epoch, run.last_ckpt)
+    if run.scaler is not None:
+        run.scaler.unscale_(run.optimizer)
+    if run.cfg.clip_grad is not None:
+        nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.clip_grad)
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    bar.set_postfix(loss=f"{run.loss_sum / max(run.loss_n, 1):.4f}", lr=f"{run.optimizer.param_groups[-1]['lr']:.2e}")
 
 
 def rank_state(run: Any) -> dict[str, Any]:

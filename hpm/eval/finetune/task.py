@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
 from hpm.engine import supervised
 from hpm.engine.logger import LOG
-from hpm.engine.loop import non_finite_loss, write_checkpoint
+from hpm.engine.loop import write_checkpoint
 from hpm.engine.precision import Resolved, autocast
 from hpm.eval.data import EvalData
 from hpm.eval.finetune.classifier import evaluate_classifier
@@ -74,22 +73,7 @@ class Finetuning(supervised.SupervisedRun):
         self.schedule.step_update(self.step)
         for micro in range(cfg.accum_steps):
             self._micro_step(next(batches), sync=self.ddp is None or micro == cfg.accum_steps - 1)
-        if not math.isfinite(self.loss_sum):
-            raise non_finite_loss("fine-tuning loss", self.step, epoch, self.last_ckpt)
-        scaler = self.scaler
-        if scaler is not None:
-            scaler.unscale_(self.optimizer)
-        if cfg.clip_grad is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
-        if scaler is not None:
-            scaler.step(self.optimizer)
-            scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        bar.set_postfix(loss=f"{self.loss_sum / max(self.loss_n, 1):.4f}",
-                        lr=f"{self.optimizer.param_groups[-1]['lr']:.2e}")
+        supervised.optimizer_step(self, "fine-tuning loss", epoch, bar)
 
     def _micro_step(self, batch: Any, sync: bool) -> None:
         """Forward and backward of one micro-batch (gradients synchronised when ``sync``)."""

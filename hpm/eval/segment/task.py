@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
 from hpm.engine import supervised
 from hpm.engine.logger import LOG
-from hpm.engine.loop import non_finite_loss, write_checkpoint
+from hpm.engine.loop import write_checkpoint
 from hpm.engine.precision import Resolved, autocast
 from hpm.eval.segment.data import SegmentData
 from hpm.eval.segment.inference import evaluate_segmenter
@@ -65,23 +64,8 @@ class Segmenting(supervised.SupervisedRun):
         images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
         with autocast(self.device, self.precision):
             loss = self.loss_fn((self.ddp or self.model)(images).float(), labels)  # logits [B, K, H, W]
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
-        self.loss_sum += float(loss.detach())
-        self.loss_n += 1
-        if not math.isfinite(self.loss_sum):
-            raise non_finite_loss("segmentation loss", self.step, epoch, self.last_ckpt)
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        if self.cfg.clip_grad is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        bar.set_postfix(loss=f"{self.loss_sum / self.loss_n:.4f}", lr=f"{self.optimizer.param_groups[-1]['lr']:.2e}")
+        supervised.backward(self, loss)
+        supervised.optimizer_step(self, "segmentation loss", epoch, bar)
 
     def end_of_epoch(self, epoch: int) -> None:
         """Evaluate every ``eval_every`` epochs and after the last one, then checkpoint (the last
