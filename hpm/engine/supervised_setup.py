@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from hpm.data.distributed_sampler import ResumableDistributedSampler
 from hpm.engine import distributed as D
 from hpm.engine.precision import Resolved
+from hpm.errors import ConfigError
 
 
 def seed_everything(seed: int) -> None:
@@ -35,6 +36,17 @@ def resumable_loader(
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=num_workers,
                         collate_fn=collate_fn, worker_init_fn=worker_init_fn, persistent_workers=num_workers > 0)
     return sampler, loader
+
+
+def require_a_step(loader: DataLoader, num_images: int, batch_size: int, dist: D.DistInfo) -> None:
+    """Refuse a training loader that yields no full batch (too few images for one optimizer step).
+
+    Raises:
+        ConfigError: Naming the image count and the global batch, and what to change.
+    """
+    if len(loader) < 1:
+        raise ConfigError(f"{num_images} training images give no optimizer step of {batch_size} x "
+                          f"{dist.world_size} images; lower batch_size or use more images (--labels)")
 
 
 def grad_scaler(precision: Resolved, device: torch.device) -> torch.amp.GradScaler | None:

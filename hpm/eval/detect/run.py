@@ -15,8 +15,7 @@ from hpm.engine.ddp import wrap_ddp
 from hpm.engine.logger import LOG
 from hpm.engine.precision import Resolved
 from hpm.engine.supervised import run_supervised
-from hpm.engine.supervised_setup import grad_scaler, resumable_loader, seed_everything, setup_record
-from hpm.errors import ConfigError
+from hpm.engine.supervised_setup import grad_scaler, require_a_step, resumable_loader, seed_everything, setup_record
 from hpm.eval.detect.coco_eval import ground_truth
 from hpm.eval.detect.data import DetectData, DetectionDataset, collate
 from hpm.eval.detect.model import build_detector
@@ -81,9 +80,7 @@ def setup(
     model = build_detector(encoder, cfg, len(data.cat_ids), data.mean, data.std).to(device)
     train_set = DetectionDataset(data.train, data, cfg, train=True)
     sampler, loader = resumable_loader(train_set, cfg.batch_size, cfg.num_workers, dist, cfg.seed, collate_fn=collate)
-    if len(loader) < 1:
-        raise ConfigError(f"{len(data.train.images)} training images give no optimizer step of {cfg.batch_size} x "
-                          f"{dist.world_size} images; lower batch_size or use more images (--labels)")
+    require_a_step(loader, len(data.train.images), cfg.batch_size, dist)
     steps_per_epoch, epochs = cfg.step_plan(len(loader))
     total = steps_per_epoch * epochs
     optimizer = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,

@@ -15,8 +15,7 @@ from hpm.engine.ddp import wrap_ddp
 from hpm.engine.logger import LOG
 from hpm.engine.precision import Resolved
 from hpm.engine.supervised import run_supervised
-from hpm.engine.supervised_setup import grad_scaler, resumable_loader, seed_everything, setup_record
-from hpm.errors import ConfigError
+from hpm.engine.supervised_setup import grad_scaler, require_a_step, resumable_loader, seed_everything, setup_record
 from hpm.eval.segment.data import SegmentationDataset, SegmentData
 from hpm.eval.segment.model import build_segmenter
 from hpm.eval.segment.recipes import IGNORE_INDEX, SegmentConfig
@@ -79,9 +78,7 @@ def setup(
     model = build_segmenter(encoder, cfg).to(device)
     train_set = SegmentationDataset(data.train, cfg, data, train=True)
     sampler, loader = resumable_loader(train_set, cfg.batch_size, cfg.num_workers, dist, cfg.seed)
-    if len(loader) < 1:
-        raise ConfigError(f"{len(data.train)} training images give no optimizer step of {cfg.batch_size} x "
-                          f"{dist.world_size} images; lower batch_size or use more images (--labels)")
+    require_a_step(loader, len(data.train), cfg.batch_size, dist)
     steps_per_epoch, epochs = cfg.step_plan(len(loader))
     optimizer = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,
                                     layer_decay=cfg.layer_decay)
