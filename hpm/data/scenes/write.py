@@ -10,7 +10,6 @@ files do not depend on how the work is divided.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from hpm.config import FASHION_MNIST_ROOT
 from hpm.data.fashion_mnist import load_fashion_mnist
+from hpm.data.generator_out import check_generator_out, remove_outputs
 from hpm.data.scenes.coco import CocoInstances
 from hpm.data.scenes.compose import compose_scene
 from hpm.errors import ConfigError
@@ -86,23 +86,6 @@ def _output_paths(out: Path, split: Split) -> list[Path]:
     ]
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an ``out`` that is not a folder, or one that holds anything unless ``overwrite``."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a directory; choose another OUT")
-    if not overwrite and out.is_dir() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty; pass --overwrite to replace its scenes, or choose another OUT")
-
-
-def _remove_scenes(out: Path) -> None:
-    """Remove what a run writes in ``out`` (other files there stay)."""
-    for path in (p for split in SPLITS for p in _output_paths(out, split)):
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
 def write_split(
     out: Path, split: Split, options: SceneOptions, images: np.ndarray, labels: np.ndarray, progress: bool
 ) -> int:
@@ -165,10 +148,10 @@ def write_scenes(
         DataError: Fashion-MNIST is missing or unreadable (the message says what to install).
     """
     out = Path(out)
-    _check_out(out, overwrite)
+    check_generator_out(out, overwrite, "scenes")
     splits = [split for split in SPLITS if options.count(split) > 0]
     sources = {split: load_fashion_mnist(root, SOURCE_SPLIT[split]) for split in splits}
-    _remove_scenes(out)
+    remove_outputs(p for split in SPLITS for p in _output_paths(out, split))
     summary = ScenesSummary(out=out)
     for split in splits:
         images, labels = sources[split]

@@ -10,7 +10,6 @@ test split. Clip ``i`` of a split is drawn from its own generator seeded by ``(s
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from hpm.config import FASHION_MNIST_ROOT
 from hpm.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
+from hpm.data.generator_out import check_generator_out, remove_outputs
 from hpm.data.video.encode import VIDEO_SUFFIX, write_video
 from hpm.data.video.moving import MIN_SIZE, MOTIONS, item_side, moving_clip, scale_items
 from hpm.errors import ConfigError
@@ -84,22 +84,6 @@ def clip_rng(seed: int, split: Split, index: int) -> np.random.Generator:
 def clip_file(split: Split, motion: int, index: int) -> str:
     """The path of a clip relative to ``OUT``: ``<split>/<motion>/clip_NNNNNN.mkv``."""
     return f"{split}/{MOTIONS[motion]}/clip_{index:06d}{VIDEO_SUFFIX}"
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an ``out`` that is not a folder, or one that holds anything unless ``overwrite``."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a directory; choose another OUT")
-    if not overwrite and out.is_dir() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty; pass --overwrite to replace its clips, or choose another OUT")
-
-
-def _remove_clips(out: Path) -> None:
-    """Remove what a run writes in ``out`` (other files there stay)."""
-    for split in SPLITS:
-        if (out / split).is_dir():
-            shutil.rmtree(out / split)
-        (out / f"{split}.json").unlink(missing_ok=True)
 
 
 def write_split(
@@ -166,10 +150,10 @@ def write_moving(
         DataError: Fashion-MNIST is missing or unreadable, or FFmpeg cannot be loaded.
     """
     out = Path(out)
-    _check_out(out, overwrite)
+    check_generator_out(out, overwrite, "clips")
     splits = [split for split in SPLITS if options.count(split) > 0]
     sources = {split: load_fashion_mnist(root, SOURCE_SPLIT[split]) for split in splits}
-    _remove_clips(out)
+    remove_outputs(p for split in SPLITS for p in (out / split, out / f"{split}.json"))
     summary = MovingSummary(out=out)
     for split in splits:
         images, labels = sources[split]
