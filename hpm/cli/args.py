@@ -86,6 +86,39 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def add_dense_eval_args(p: argparse.ArgumentParser) -> None:
+    """The flags ``hpm eval segment`` and ``hpm eval detect`` share: schedule, labels, the encoder, where to run."""
+    p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
+    p.add_argument("--labels", type=int, metavar="N", help="only N training images (drawn by --seed)")
+    p.add_argument("--random-init", action="store_true", help="a randomly initialised encoder (the floor)")
+    p.add_argument("--preset", help="architecture of --random-init without PATH (default small)")
+    p.add_argument("--weights", default="student", choices=["student", "teacher"],
+                   help="student (default) or HPM's EMA teacher")
+    p.add_argument("--precision", help="auto (default: the recipe's), bf16, fp16 (CUDA) or fp32")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="the labelled images and the random initialisation")
+
+
+def dense_eval_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``key=value`` recipe overrides of ``hpm eval segment|detect``; a first one typed where the
+    path goes (``hpm eval segment --random-init lr=1e-3``) is taken as an override and the path cleared.
+
+    Raises:
+        ConfigError: ``--preset`` given with a checkpoint, which fixes the architecture.
+    """
+    from pathlib import Path
+
+    from hpm.errors import ConfigError
+
+    overrides = list(args.overrides)
+    if args.path is not None and "=" in args.path and not Path(args.path).exists():
+        overrides.insert(0, args.path)
+        args.path = None
+    if args.path is not None and args.preset:
+        raise ConfigError("--preset only applies without a checkpoint; the checkpoint fixes the architecture")
+    return overrides
+
+
 def count_or_all(text: str) -> int | None:
     """``--subset`` values: a positive count, or ``all`` for the whole split."""
     if text.lower() == "all":

@@ -4,7 +4,8 @@ data (the ``detect`` protocol of ``hpm eval``, registered by :func:`add_protocol
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from hpm.cli.args import add_dense_eval_args, dense_eval_overrides
 
 DESCRIPTION = (
     "Object detection and instance segmentation (ViTDet protocol): the encoder's last block through ViTDet's "
@@ -30,15 +31,7 @@ def add_protocol(protocols: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default="small", choices=["small", "coco"],
                    help="small (default: the scenes at 64 px, minutes on a CPU) or coco (ViTDet-B, 1024 px; "
                         "a GPU recipe)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
-    p.add_argument("--labels", type=int, metavar="N", help="only N training images (drawn by --seed)")
-    p.add_argument("--random-init", action="store_true", help="a randomly initialised encoder (the floor)")
-    p.add_argument("--preset", help="architecture of --random-init without PATH (default small)")
-    p.add_argument("--weights", default="student", choices=["student", "teacher"],
-                   help="student (default) or HPM's EMA teacher")
-    p.add_argument("--precision", help="auto (default: the recipe's), bf16, fp16 (CUDA) or fp32")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="the labelled images and the random initialisation")
+    add_dense_eval_args(p)
     p.add_argument("--out", help="result JSON (default PATH/eval/detect.json); the run directory is this path "
                                  "without .json, the predictions go beside it as <name>.predictions.json")
     p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -49,17 +42,11 @@ def add_protocol(protocols: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the detection protocol of ``args`` and print the summary line and the result file."""
-    from hpm.errors import ConfigError
     from hpm.eval.detect import DetectOptions, build_detect_config, run_detect_eval
     from hpm.eval.detect.protocol import summary_line
     from hpm.eval.segment import random_init_config
 
-    overrides = list(args.overrides)
-    if args.path is not None and "=" in args.path and not Path(args.path).exists():
-        overrides.insert(0, args.path)  # `hpm eval detect --random-init lr=1e-3`
-        args.path = None
-    if args.path is not None and args.preset:
-        raise ConfigError("--preset only applies without a checkpoint; the checkpoint fixes the architecture")
+    overrides = dense_eval_overrides(args)
     flags = {"epochs": args.epochs}
     recipe = build_detect_config(args.recipe, [*overrides, *(f"{k}={v}" for k, v in flags.items() if v is not None)])
     opts = DetectOptions(

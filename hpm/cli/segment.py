@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from hpm.cli.args import add_dense_eval_args, dense_eval_overrides
 
 DESCRIPTION = (
     "Semantic segmentation (BEiT / MAE protocol) on data in ADE20K's layout: images/{training,validation}/ and "
@@ -29,15 +30,7 @@ def add_protocol(protocols: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default="small", choices=["small", "ade20k"],
                    help="small (default: the scenes at 64 px, minutes on a CPU) or ade20k (512 crop, 160k "
                         "iterations; a GPU recipe)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
-    p.add_argument("--labels", type=int, metavar="N", help="only N training images (drawn by --seed)")
-    p.add_argument("--random-init", action="store_true", help="a randomly initialised encoder (the floor)")
-    p.add_argument("--preset", help="architecture of --random-init without PATH (default small)")
-    p.add_argument("--weights", default="student", choices=["student", "teacher"],
-                   help="student (default) or HPM's EMA teacher")
-    p.add_argument("--precision", help="auto (default: the recipe's), bf16, fp16 (CUDA) or fp32")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="the labelled images and the random initialisation")
+    add_dense_eval_args(p)
     p.add_argument("--out", help="result JSON (default PATH/eval/segment[_linear].json); the run directory is this "
                                  "path without .json")
     p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -47,16 +40,10 @@ def add_protocol(protocols: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the segmentation protocol of ``args`` and print the summary line and the result file."""
-    from hpm.errors import ConfigError
     from hpm.eval.segment import SegmentOptions, build_segment_config, random_init_config, run_segment_eval
     from hpm.eval.segment.protocol import summary_line
 
-    overrides = list(args.overrides)
-    if args.path is not None and "=" in args.path and not Path(args.path).exists():
-        overrides.insert(0, args.path)  # `hpm eval segment --random-init lr=1e-3`
-        args.path = None
-    if args.path is not None and args.preset:
-        raise ConfigError("--preset only applies without a checkpoint; the checkpoint fixes the architecture")
+    overrides = dense_eval_overrides(args)
     flags = {"epochs": args.epochs, "head": args.head, "reduce_zero_label": True if args.reduce_zero_label else None}
     recipe = build_segment_config(args.recipe, [*overrides, *(f"{k}={v}" for k, v in flags.items() if v is not None)])
     opts = SegmentOptions(

@@ -36,3 +36,12 @@ def test_an_unknown_key_and_a_missing_split_are_refused(
     assert main(["eval", "detect", "--random-init", "--train-json", "x.json", "--out", str(out)]) == 2
     assert "give --data-dir, or the training split's JSON and image folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_preset_with_a_checkpoint_is_refused(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from hpm.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["eval", "detect", str(tmp_path), "--preset", "small64", "--data-dir", "d", "--out", str(out)]) == 2
+    assert "--preset only applies without a checkpoint" in capsys.readouterr().err
+    assert not out.exists()

@@ -24,3 +24,12 @@ def test_a_random_encoder_takes_overrides_without_a_path(monkeypatch) -> None:  
     recipe = seen["opts"].recipe
     assert seen["path"] is None and recipe.lr == 1e-3 and recipe.epochs == 2 and recipe.reduce_zero_label
     assert seen["opts"].cfg.model.in_chans == 3  # the scenes and ADE20K are RGB
+
+
+def test_a_preset_with_a_checkpoint_is_refused(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from hpm.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["eval", "segment", str(tmp_path), "--preset", "small64", "--data-dir", "d", "--out", str(out)]) == 2
+    assert "--preset only applies without a checkpoint" in capsys.readouterr().err
+    assert not out.exists()
