@@ -7,9 +7,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from hpm.config import Precision, load_yaml_mapping, parse_overrides
+from hpm.config.recipe import validate_recipe
 from hpm.errors import ConfigError
 
 
@@ -145,17 +146,7 @@ def build_finetune_config(
     if "epochs" in given and "images_seen" not in given:
         given["images_seen"] = None
     raw.update(given)
-    try:
-        return FinetuneConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "config"
-            if err["type"] == "extra_forbidden":
-                lines.append(f"unknown fine-tuning key '{where}'. Valid keys: {', '.join(FinetuneConfig.model_fields)}")
-            else:
-                lines.append(f"invalid value for fine-tuning key '{where}': {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("invalid fine-tuning configuration:\n  " + "\n  ".join(lines)) from None
+    return validate_recipe(FinetuneConfig, raw, "fine-tuning")
 
 
 def fit_schedule(cfg: FinetuneConfig, num_train: int) -> FinetuneConfig:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from hpm.config import Precision, parse_overrides
 from hpm.engine.supervised import step_plan
+from hpm.config.recipe import validate_recipe
 from hpm.errors import ConfigError
 
 
@@ -79,14 +80,4 @@ def build_detect_config(recipe: str = "small", overrides: list[str] | dict[str, 
     if recipe not in RECIPES:
         raise ConfigError(f"unknown detection recipe {recipe!r}. Valid recipes: {', '.join(RECIPES)}")
     given = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
-    try:
-        return DetectConfig.model_validate({**copy.deepcopy(RECIPES[recipe]), **given})
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "config"
-            if err["type"] == "extra_forbidden":
-                lines.append(f"unknown detection key '{where}'. Valid keys: {', '.join(DetectConfig.model_fields)}")
-            else:
-                lines.append(f"invalid value for detection key '{where}': {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("invalid detection configuration:\n  " + "\n  ".join(lines)) from None
+    return validate_recipe(DetectConfig, {**copy.deepcopy(RECIPES[recipe]), **given}, "detection")

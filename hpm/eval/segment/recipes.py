@@ -6,10 +6,11 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from hpm.config import Precision, parse_overrides
 from hpm.engine.supervised import step_plan
+from hpm.config.recipe import validate_recipe
 from hpm.errors import ConfigError
 
 Head = Literal["upernet", "linear"]
@@ -80,14 +81,4 @@ def build_segment_config(recipe: str = "small", overrides: list[str] | dict[str,
     if "epochs" in given and "iters" not in given:
         given["iters"] = None
     raw = {**copy.deepcopy(RECIPES[recipe]), **given}
-    try:
-        return SegmentConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "config"
-            if err["type"] == "extra_forbidden":
-                lines.append(f"unknown segmentation key '{where}'. Valid keys: {', '.join(SegmentConfig.model_fields)}")
-            else:
-                lines.append(f"invalid value for segmentation key '{where}': {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("invalid segmentation configuration:\n  " + "\n  ".join(lines)) from None
+    return validate_recipe(SegmentConfig, raw, "segmentation")

@@ -7,9 +7,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError, model_validator
+from pydantic import model_validator
 
 from hpm.config import load_yaml_mapping, parse_overrides
+from hpm.config.recipe import validate_recipe
 from hpm.errors import ConfigError
 from hpm.eval.recipes import FinetuneConfig
 
@@ -67,8 +68,4 @@ def build_video_finetune_config(
         loaded = load_yaml_mapping(file, "fine-tuning config file")
         raw.update(loaded.get("finetune", loaded))
     raw.update(parse_overrides(overrides) if isinstance(overrides, list) else (overrides or {}))
-    try:
-        return VideoFinetuneConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"'{'.'.join(str(p) for p in err['loc']) or 'config'}': {err['msg']}" for err in exc.errors()]
-        raise ConfigError("invalid video fine-tuning configuration: " + "; ".join(lines)) from None
+    return validate_recipe(VideoFinetuneConfig, raw, "video fine-tuning")
