@@ -192,7 +192,7 @@ def export_classifier(
     """Write a fine-tuned timm classifier (head included) as ``out`` and ``out`` with suffix ``.json``.
 
     Args:
-        model: The timm ``VisionTransformer`` classifier (``global_pool="avg"``).
+        model: The timm ``VisionTransformer`` classifier (``global_pool`` "avg" or "token").
         spec: :func:`hpm.eval.finetune.classifier_spec`: ``timm_model``, ``timm_kwargs``
             (with a ``pretrained_cfg`` that keeps the head on loading), ``mean``, ``std``,
             ``class_names``.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import timm
@@ -127,14 +128,17 @@ def _timm_classifier(weights: Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), meta
 
 
-def test_finetuned_classifier_loads_in_timm_with_its_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("pool", ["avg", "token"])
+def test_finetuned_classifier_loads_in_timm_with_its_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: Literal["avg", "token"]
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a download attempt fails
     data = build_eval_data(DataConfig(data_dir=str(_squares(tmp_path / "sq")), channels=1), 32, 1)
     torch.manual_seed(0)
     encoder = build_model(tiny_config().model)
-    cfg = FinetuneConfig(epochs=1, batch_size=12, num_workers=0, head_init_std=0.5)
+    cfg = FinetuneConfig(epochs=1, batch_size=12, num_workers=0, head_init_std=0.5, global_pool=pool)
     _, model = run_finetune(encoder, data, cfg, torch.device("cpu"), "fp32", progress=False)
-    result = export_classifier(model, classifier_spec(encoder, data), tmp_path / "out" / "classifier.safetensors")
+    result = export_classifier(model, classifier_spec(encoder, data, pool), tmp_path / "out" / "classifier.safetensors")
     assert result.metadata == tmp_path / "out" / "classifier.json"
     vit, meta = _timm_classifier(result.weights)
     assert torch.equal(vit.head.weight, model.head.weight)  # the fine-tuned head, not a fresh one
@@ -143,7 +147,7 @@ def test_finetuned_classifier_loads_in_timm_with_its_head(tmp_path: Path, monkey
         theirs, mine = vit(x), model.eval()(x)  # [5, 3] logits
     assert theirs.shape == (5, 3) and (theirs - mine).abs().max() < 1e-5
     kwargs = meta["timm_kwargs"]
-    assert (kwargs["num_classes"], kwargs["global_pool"], kwargs["in_chans"], kwargs["img_size"]) == (3, "avg", 1, 32)
+    assert (kwargs["num_classes"], kwargs["global_pool"], kwargs["in_chans"], kwargs["img_size"]) == (3, pool, 1, 32)
     assert (kwargs["patch_size"], kwargs["embed_dim"], kwargs["depth"], kwargs["num_heads"]) == (4, 32, 1, 2)
     assert meta["class_names"] == ["left", "right", "top"] and meta["mean"] == [0.5] and meta["std"] == [0.5]
     assert list(vit.pretrained_cfg["label_names"]) == meta["class_names"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -36,6 +36,9 @@ class FinetuneConfig(BaseModel):
     drop_path: float = 0.1
     clip_grad: float | None = None
     head_init_std: float = 0.02  # MAE: 2e-5, which needs a long schedule to grow the head
+    # what the head sees: "avg", the mean of the patch tokens under a fresh fc_norm (MAE's and
+    # VideoMAE's fine-tune), or "token", the class token under the pre-trained final norm (MAE's --cls_token)
+    global_pool: Literal["avg", "token"] = "avg"
     # augmentation (timm.data.create_transform) on the train split
     crop_scale: tuple[float, float] = (0.8, 1.0)
     hflip: float = 0.5

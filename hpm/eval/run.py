@@ -185,11 +185,11 @@ def _check_writable(protocol: Protocol, result_file: Path) -> None:
 
 def _write_classifier(
     export: ClassifierExport, classifier: torch.nn.Module, enc: LoadedEncoder, data: EvalData, run_dir: Path,
-    result: dict[str, Any],
+    result: dict[str, Any], global_pool: Literal["avg", "token"],
 ) -> None:
     """Write the fine-tuned classifier as ``run_dir/classifier.safetensors`` + ``.json`` (for timm) with ``export``."""
     source = {"finetune_dir": str(run_dir), "step": result["steps"], "top1": result["top1"], "encoder": enc.describe()}
-    export(classifier, classifier_spec(enc.model, data), run_dir / "classifier.safetensors", source)
+    export(classifier, classifier_spec(enc.model, data, global_pool), run_dir / "classifier.safetensors", source)
 
 
 def _finetune(
@@ -205,7 +205,7 @@ def _finetune(
         enc.model, data, ft, device, precision, dist, run_dir=run_dir, source=_finetune_source(enc, data, opts)
     )
     if dist.is_main and export is not None:
-        _write_classifier(export, classifier, enc, data, run_dir, result)
+        _write_classifier(export, classifier, enc, data, run_dir, result, ft.global_pool)
     return result, data, precision
 
 

@@ -15,6 +15,7 @@ from hpm.errors import ConfigError
 from hpm.eval.data import build_eval_data
 from hpm.eval.finetune import RECIPES, FinetuneConfig, build_finetune_config, run_finetune
 from hpm.eval.finetune.augment import augment_ops, train_transform
+from hpm.eval.finetune.classifier import build_classifier
 from hpm.models import build_model
 from tests.eval.conftest import tiny_config, write_image_folder
 
@@ -83,6 +84,18 @@ def test_fine_tuning_learns_a_tiny_task(squares) -> None:
     assert [h["epoch"] for h in result["history"]] == [4, 8]
     assert result["top1"] >= 90.0 and result["num_test"] == 20
     assert result["steps"] == 8 * (48 // 16) and result["effective_batch"] == 16
+
+
+def test_token_pooling_reads_the_class_token_under_the_pretrained_norm() -> None:
+    torch.manual_seed(0)
+    encoder = build_model(tiny_config(depth=2).model).eval()
+    model = build_classifier(encoder, 2, FinetuneConfig(global_pool="token", drop_path=0), torch.device("cpu"))
+    model.eval().reset_classifier(0)
+    images = torch.randn(3, 1, 32, 32)  # [N, C, H, W]
+    with torch.no_grad():
+        assert torch.allclose(model(images), encoder.forward_encoder(images)[:, 0], atol=1e-5)  # [N, D]
+    with pytest.raises(ConfigError, match="global_pool"):
+        build_finetune_config(overrides=["global_pool=max"])
 
 
 def test_full_recipe_runs_with_mixup_randaugment_and_layer_decay(squares) -> None:

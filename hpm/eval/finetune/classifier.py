@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -18,8 +18,9 @@ from hpm.models.timm_encoder import build_timm_encoder, timm_spec
 
 
 def build_classifier(encoder: MaskedAutoencoder, num_classes: int, cfg: FinetuneConfig, device: torch.device) -> nn.Module:
-    """The encoder as a timm ``VisionTransformer`` with average pooling and a fresh linear head."""
-    model = build_timm_encoder(encoder, global_pool="avg", num_classes=num_classes, drop_path_rate=cfg.drop_path)
+    """The encoder as a timm ``VisionTransformer`` pooled as ``cfg.global_pool`` says, with a fresh linear head."""
+    model = build_timm_encoder(encoder, global_pool=cfg.global_pool, num_classes=num_classes,
+                               drop_path_rate=cfg.drop_path)
     nn.init.trunc_normal_(model.head.weight, std=cfg.head_init_std)
     nn.init.zeros_(model.head.bias)
     model.set_grad_checkpointing(False)
@@ -59,17 +60,19 @@ def evaluate_classifier(
     return 100.0 * float(counts[0]) / max(float(counts[1]), 1.0), int(counts[1])
 
 
-def classifier_spec(encoder: MaskedAutoencoder, data: EvalData) -> dict[str, Any]:
+def classifier_spec(
+    encoder: MaskedAutoencoder, data: EvalData, global_pool: Literal["avg", "token"] = "avg"
+) -> dict[str, Any]:
     """How to rebuild the fine-tuned classifier with timm, and what it expects as input.
 
     Returns:
-        ``timm_model`` and ``timm_kwargs`` (the encoder's shape, ``global_pool="avg"``,
+        ``timm_model`` and ``timm_kwargs`` (the encoder's shape, ``global_pool``,
         ``num_classes`` and a ``pretrained_cfg`` that describes this classifier: its classes,
         input size, normalisation and head, so that ``timm.create_model(timm_model,
         pretrained=True, pretrained_cfg_overlay=dict(file=...), **timm_kwargs)`` keeps the
         head), plus ``mean``, ``std`` and ``class_names``.
     """
-    name, kwargs = timm_spec(encoder.cfg, global_pool="avg", num_classes=data.num_classes)
+    name, kwargs = timm_spec(encoder.cfg, global_pool=global_pool, num_classes=data.num_classes)
     kwargs["pretrained_cfg"] = {
         "architecture": name,
         "input_size": [data.channels, data.img_size, data.img_size],

@@ -92,7 +92,8 @@ def setup(
     return Finetuning(
         cfg, data, device, precision, dist, model, wrap_ddp(model, device, dist), sampler, loader,
         data.test.with_transform(data.transform()), opt.optimizer, opt.schedule, scaler, mixup, loss_fn,
-        opt.steps_per_epoch, opt.lr, opt.eff_batch, run_dir, setup_json, classifier_spec(encoder, data),
+        opt.steps_per_epoch, opt.lr, opt.eff_batch, run_dir, setup_json,
+        classifier_spec(encoder, data, cfg.global_pool),
     )
 
 

@@ -1,11 +1,11 @@
 """The video classifier a fine-tune trains: the pre-trained encoder on all tokens, the patch
-tokens averaged, a norm and a linear head (VideoMAE's fine-tune with mean pooling); its
-multi-view top-1."""
+tokens averaged under a fresh norm (VideoMAE's fine-tune with mean pooling) or the class token
+under the pre-trained final norm, and a linear head; its multi-view top-1."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from timm.layers import DropPath
@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from hpm.engine import distributed as D
 from hpm.engine.precision import Resolved, autocast
+from hpm.errors import ConfigError
 from hpm.eval.finetune.classifier import shard_loader
 from hpm.models.mae import MaskedAutoencoder
 
@@ -22,20 +23,26 @@ class VideoClassifier(nn.Module):
     """Clips ``[N, C, T, H, W]`` -> logits ``[N, num_classes]``.
 
     The encoder's tubelet embedding, class token, positions and blocks are copied (names as in
-    the masked autoencoder, so timm's layer-wise lr decay groups them by ``group_matcher``); the
-    pre-trained final norm is replaced by ``fc_norm`` after the mean of the patch tokens, as
-    VideoMAE and MAE fine-tune. Drop path grows linearly with depth up to ``drop_path``.
+    the masked autoencoder, so timm's layer-wise lr decay groups them by ``group_matcher``). With
+    ``global_pool="avg"`` the pre-trained final norm is replaced by ``fc_norm`` after the mean of
+    the patch tokens, as VideoMAE and MAE fine-tune; with ``"token"`` the head reads the class
+    token under the pre-trained final ``norm`` (what the k-NN and the linear probe read). Drop path
+    grows linearly with depth up to ``drop_path``.
 
     Args:
         encoder: The pre-trained video masked autoencoder (not modified).
         num_classes: Classes of the head.
         drop_path: Stochastic depth rate of the last block.
         head_init_std: Standard deviation of the head's initial weights.
+        global_pool: ``"avg"`` or ``"token"``.
     """
 
     def __init__(self, encoder: MaskedAutoencoder, num_classes: int, drop_path: float = 0.0,
-                 head_init_std: float = 0.02) -> None:
+                 head_init_std: float = 0.02, global_pool: Literal["avg", "token"] = "avg") -> None:
         super().__init__()
+        if global_pool not in ("avg", "token"):
+            raise ConfigError(f"unknown global_pool {global_pool!r}; use 'avg' or 'token'")
+        self.global_pool = global_pool
         dim = encoder.cfg.embed_dim
         self.patch_embed = copy.deepcopy(encoder.patch_embed)
         self.cls_token = nn.Parameter(encoder.cls_token.detach().clone())
@@ -45,7 +52,8 @@ class VideoClassifier(nn.Module):
         for block, rate in zip(self.blocks, rates):
             block.drop_path1 = DropPath(rate) if rate > 0 else nn.Identity()
             block.drop_path2 = DropPath(rate) if rate > 0 else nn.Identity()
-        self.fc_norm = nn.LayerNorm(dim, eps=1e-6)
+        # the norm before the head: fresh after the mean, or the pre-trained one before the token
+        self.fc_norm = nn.LayerNorm(dim, eps=1e-6) if global_pool == "avg" else copy.deepcopy(encoder.norm)
         self.head = nn.Linear(dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=head_init_std)
         nn.init.zeros_(self.head.bias)
@@ -58,7 +66,8 @@ class VideoClassifier(nn.Module):
         x = torch.cat([cls, x], dim=1)  # [N, 1 + L, D]
         for block in self.blocks:
             x = block(x)
-        return self.head(self.fc_norm(x[:, 1:].mean(dim=1)))  # [N, num_classes]
+        pooled = self.fc_norm(x[:, 1:].mean(dim=1)) if self.global_pool == "avg" else self.fc_norm(x[:, 0])  # [N, D]
+        return self.head(pooled)  # [N, num_classes]
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """timm's layer groups (as its ViT's): the embedding first, one per block, the head last."""

@@ -67,14 +67,14 @@ def setup(
     """Seed, then build the classifier, data, optimizer (AdamW, timm's layer-wise lr decay),
     schedule and loss, in this order (the RNG draws of an uninterrupted fine-tune must not move)."""
     seed_everything(cfg.seed + dist.rank)
-    model = VideoClassifier(encoder, data.num_classes, cfg.drop_path, cfg.head_init_std).to(device).train()
+    model = VideoClassifier(encoder, data.num_classes, cfg.drop_path, cfg.head_init_std, cfg.global_pool).to(device).train()
     sampler, loader = _loader(data, cfg, dist)
     opt = classifier_optim(model, cfg, len(loader), dist, f"{len(data.train)} training clips")
     scaler = grad_scaler(precision, device)
     loss_fn = LabelSmoothingCrossEntropy(cfg.smoothing) if cfg.smoothing > 0 else nn.CrossEntropyLoss()
     setup_json = setup_record(source, dist, precision)
     spec = {"classes": list(data.classes), "label": data.kind, "num_frames": data.num_frames, "img_size": data.img_size,
-            "mean": list(data.mean), "std": list(data.std), "pool": "avg"}
+            "mean": list(data.mean), "std": list(data.std), "pool": cfg.global_pool}
     return VideoFinetuning(
         cfg, data, device, precision, dist, model, wrap_ddp(model, device, dist), sampler, loader,  # type: ignore[arg-type]
         data.views(data.test), opt.optimizer, opt.schedule, scaler, None, loss_fn, opt.steps_per_epoch, opt.lr,

@@ -56,6 +56,19 @@ def test_the_classifier_decays_lr_by_layer_and_drops_paths_by_depth(video_run: P
     assert scale[id(named["patch_embed.proj.weight"])] == scale[id(named["cls_token"])] == 0.125
 
 
+def test_token_pooling_reads_the_class_token_the_probe_reads(video_run: Path) -> None:
+    encoder = load_encoder(video_run).model
+    model = VideoClassifier(encoder, 8, global_pool="token").eval()
+    assert torch.equal(model.fc_norm.weight, encoder.norm.weight)  # the pre-trained final norm, kept
+    model.head = torch.nn.Identity()
+    clips = torch.randn(3, 1, 8, 16, 16)  # [N, C, T, H, W]
+    with torch.no_grad():
+        assert torch.allclose(model(clips), encoder.forward_encoder(clips)[:, 0], atol=1e-5)  # [N, D]
+    assert VideoClassifier(encoder, 8).fc_norm.weight.eq(1).all()  # avg: a fresh norm after the mean
+    with pytest.raises(ConfigError, match="unknown global_pool 'max'"):
+        VideoClassifier(encoder, 8, global_pool="max")  # type: ignore[arg-type]
+
+
 def _args(run: Path, out: Path, *extra: str) -> list[str]:
     return ["eval", "finetune", str(run), "--epochs", str(EPOCHS), "--precision", "fp32", "--out", str(out),
             f"batch_size={BATCH}", "num_workers=0", "eval_every=1", "ckpt_every_steps=2", *extra]
