@@ -5,7 +5,6 @@ teacher find the objects?"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +13,7 @@ from PIL import Image
 from hpm.engine.logger import LOG
 from hpm.study.tasks import task_file
 from hpm.study.files import read_json
+from hpm.study.picture_grid import Panel, save_panels
 from hpm.study.spec import TaskEval, StudySpec, run_dir
 
 PICTURE = "dense_predictions.png"
@@ -26,7 +26,7 @@ def _segment_eval(spec: StudySpec) -> TaskEval | None:
     return (upernet or segment or [None])[0]
 
 
-def _columns(spec: StudySpec, dense: TaskEval, files: list[Path]) -> list[tuple[str, list[np.ndarray], str]]:
+def _columns(spec: StudySpec, dense: TaskEval, files: list[Path]) -> list[Panel]:
     """``(title, one image per scene, colour map or "")`` of every prediction and loss column."""
     from hpm.eval.patch_loss import load_pretrained, masked_view_scores, real_patch_loss, run_target
     from hpm.eval.segment import load_segmenter
@@ -34,7 +34,7 @@ def _columns(spec: StudySpec, dense: TaskEval, files: list[Path]) -> list[tuple[
     from hpm.eval.segment.recipes import SegmentConfig
     from hpm.study.objectness import scene_images
 
-    columns: list[tuple[str, list[np.ndarray], str]] = []
+    columns: list[Panel] = []
     loss_maps = None
     for v in spec.variants:
         record = read_json(task_file(run_dir(spec, v.name, v.seeds[0]), dense))
@@ -61,11 +61,6 @@ def _columns(spec: StudySpec, dense: TaskEval, files: list[Path]) -> list[tuple[
 def draw_dense_picture(spec: StudySpec, out: Path, count: int = 4) -> Path | None:
     """Write ``out`` (PNG) from the seed-0 runs' segmentation exports; None (nothing written) before
     any variant has one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     dense = _segment_eval(spec)
     if dense is None:
         return None
@@ -82,18 +77,6 @@ def draw_dense_picture(spec: StudySpec, out: Path, count: int = 4) -> Path | Non
     truth = [colour(torch.from_numpy(np.array(Image.open(root / "annotations" / "validation" / f"{f.stem}.png"),
                                               dtype=np.int64)), palette(num_classes)).permute(1, 2, 0).numpy()
              for f in files]
-    panels: list[tuple[str, list[Any], str]] = [("scene", scenes, ""), ("ground truth", truth, ""), *columns]
-    fig, axes = plt.subplots(len(files), len(panels), figsize=(1.9 * len(panels), 1.9 * len(files)), squeeze=False)
-    for c, (title, images, cmap) in enumerate(panels):
-        for r, image in enumerate(images):
-            ax = axes[r][c]
-            ax.imshow(image, cmap=cmap or None, interpolation="nearest")
-            ax.set_axis_off()
-            if r == 0:
-                ax.set_title(title, fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_panels([("scene", scenes, ""), ("ground truth", truth, ""), *columns], out)
     LOG.info("study %s: wrote %s", spec.name, out)
     return out

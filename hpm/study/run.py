@@ -13,6 +13,7 @@ from hpm.study.archive import archived_runs
 from hpm.study.budget import budget_job, eval_budget
 from hpm.study.tasks import eval_run_tasks, run_task_floors
 from hpm.study.dense_picture import PICTURE, draw_dense_picture
+from hpm.study.det_picture import DET_PICTURE, draw_detection_picture
 from hpm.study.evaluate import eval_run
 from hpm.study.few_labels import PIXEL_PROTOCOLS, eval_run_labels, run_label_floors
 from hpm.study.files import done_file
@@ -101,8 +102,10 @@ def _start(spec: StudySpec) -> None:
 
 
 def _finish(spec: StudySpec) -> Path:
-    """The report, and the dense study's picture; returns the report's folder."""
+    """The report, and the dense study's pictures; returns the report's folder."""
     out = write_report(spec)
     if any(t.task == "segment" for t in spec.eval.tasks):
         draw_dense_picture(spec.report_spec, out / PICTURE)
+    if any(t.task == "detect" for t in spec.eval.tasks):
+        draw_detection_picture(spec.report_spec, out / DET_PICTURE)
     return out

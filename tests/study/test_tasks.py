@@ -74,6 +74,8 @@ def test_a_tiny_scenes_study_fine_tunes_every_run_and_floor_and_reports_them(tmp
 
     with Image.open(tmp_path / "report" / "dense_predictions.png") as picture:
         assert picture.size[0] > picture.size[1]  # 4 scenes x (scene, truth, 2 predictions, 2 loss maps)
+    with Image.open(tmp_path / "report" / "det_predictions.png") as picture:
+        assert picture.size == (968, 968)  # 4 scenes x (truth, mae, hpm, random init seed 0): 2.2 in at 110 dpi
 
     results = json.loads((tmp_path / "report" / "results.json").read_text())
     assert results == json.loads(json.dumps(collect(spec)))
