@@ -13,7 +13,8 @@ def add_parser(subs: argparse._SubParsersAction) -> None:
                    help="study keys, e.g. base.train.epochs=5 runs_dir=runs/quick report_dir=runs/quick/report")
     s.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
     s.add_argument("--max-runs", type=int, help="start at most N pre-training runs (0: only evaluate finished runs and rebuild the report)")
-    s.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
+    s.add_argument("--report-only", action="store_true",
+                   help="rebuild the report (and a dense study's pictures) from finished runs")
     s.add_argument("--list", action="store_true", help="print the planned runs in order and exit")
     s.set_defaults(func=run)
 
@@ -28,7 +29,7 @@ def split_study_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or only list, or only report) the study."""
-    from hpm.study import load_study, parse_study_overrides, run_study, write_report
+    from hpm.study import finish_report, load_study, parse_study_overrides, run_study
 
     split_study_args(args)
     spec = load_study(args.config, parse_study_overrides(args.overrides))
@@ -38,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
         for job in plan(spec):
             print(f"{job.variant.name:24s} seed {job.seed}  {job.run_dir}")
         return 0
-    out = write_report(spec) if args.report_only else run_study(spec, args.only, args.max_runs)
+    out = finish_report(spec) if args.report_only else run_study(spec, args.only, args.max_runs)
     print(f"report: {out / 'results.md'}")
     return 0

@@ -20,7 +20,7 @@ from hpm.study.collect import collect, seed_differences
 from hpm.study.evaluate import RANKING_VERSION, ranking_eval
 from hpm.study.plan import Job, plan
 from hpm.study.report import format_report, write_report
-from hpm.study.run import run_study
+from hpm.study.run import finish_report, run_study
 from hpm.study.spec import (
     BudgetCurve,
     StudyEval,
@@ -33,5 +33,5 @@ from hpm.study.spec import (
 )
 
 __all__ = ["StudySpec", "VariantSpec", "load_study", "plan", "run_study", "collect", "format_report",
-           "write_report", "variant_config", "ranking_eval", "seed_differences", "parse_study_overrides", "run_dir",
+           "write_report", "finish_report", "variant_config", "ranking_eval", "seed_differences", "parse_study_overrides", "run_dir",
            "Job", "StudyEval", "BudgetCurve", "RANKING_VERSION"]

@@ -78,7 +78,7 @@ def run_study(spec: StudySpec, only: list[str] | None = None, max_jobs: int | No
     for job in deferred:
         LOG.warning("study %s: %s / seed %d waits for runs of %s and %s of the same seed",
                     spec.name, job.variant.name, job.seed, job.variant.match_time_of, job.variant.time_reference)
-    return _finish(spec)
+    return finish_report(spec)
 
 
 def _floor_finetunes(spec: StudySpec) -> None:
@@ -101,7 +101,7 @@ def _start(spec: StudySpec) -> None:
         write_report(spec)
 
 
-def _finish(spec: StudySpec) -> Path:
+def finish_report(spec: StudySpec) -> Path:
     """The report, and the dense study's pictures; returns the report's folder."""
     out = write_report(spec)
     if any(t.task == "segment" for t in spec.eval.tasks):
