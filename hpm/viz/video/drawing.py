@@ -49,8 +49,9 @@ def draw_clip_figure(maps: ClipMaps, tiles: ClipTiles, title: str) -> Figure:
                     ax.set_title(f"frame {tiles.frames[col]}", fontsize=8)
             label = _row_label(name, tiles)
             axes[clip * r + row, 0].set_ylabel(f"{maps.labels[clip]}\n{label}" if row == 0 else label, fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=1.4 / fig.get_figwidth(), right=0.99, top=1 - 1.0 / fig.get_figheight(),
+    height = fig.get_figheight()
+    fig.suptitle(title, fontsize=9, y=1 - 0.08 / height, va="top")  # its lines above the frames' titles
+    fig.subplots_adjust(left=1.4 / fig.get_figwidth(), right=0.99, top=1 - (0.4 + 0.16 * (title.count("\n") + 1)) / height,
                         bottom=0.01, wspace=0.05, hspace=0.08)
     return fig
 
