@@ -16,6 +16,7 @@ from hpm.engine import distributed as D
 from hpm.engine.precision import Resolved, autocast
 from hpm.errors import ConfigError
 from hpm.eval.finetune.classifier import shard_loader
+from hpm.eval.video.distinct import over_views
 from hpm.models.mae import MaskedAutoencoder
 
 
@@ -66,8 +67,8 @@ class VideoClassifier(nn.Module):
         x = torch.cat([cls, x], dim=1)  # [N, 1 + L, D]
         for block in self.blocks:
             x = block(x)
-        pooled = self.fc_norm(x[:, 1:].mean(dim=1)) if self.global_pool == "avg" else self.fc_norm(x[:, 0])  # [N, D]
-        return self.head(pooled)  # [N, num_classes]
+        pooled = x[:, 1:].mean(dim=1) if self.global_pool == "avg" else x[:, 0]  # [N, D]
+        return self.head(self.fc_norm(pooled))  # [N, num_classes]
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """timm's layer groups (as its ViT's): the embedding first, one per block, the head last."""
@@ -92,7 +93,7 @@ def evaluate_views(
         if views.shape[0] == 0:
             continue
         with autocast(device, precision):
-            logits = model(views.flatten(0, 1).to(device))  # [B * V, K]
+            logits = over_views(lambda clips: model(clips.to(device)), views)  # [B * V, K], coinciding views once
         scores = logits.float().softmax(dim=-1).view(views.shape[0], views.shape[1], -1).mean(dim=1)  # [B, K]
         counts[0] += (scores.argmax(1).cpu() == labels).sum().item()
         counts[1] += labels.shape[0]

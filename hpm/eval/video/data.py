@@ -196,12 +196,12 @@ def build_video_eval_data(
     first = open_video(train.files[0])  # a video file or a frame folder
     height, width = first.frames(np.zeros(1, dtype=np.int64), channels).shape[-2:]
     if height == width and video.test_crops > 1:
-        _LOG.warning("the videos are square (%d px): the %d spatial crops coincide; --test-crops 1 gives the same "
-                     "result once", height, video.test_crops)
+        _LOG.warning("the videos are square (%d px): the %d spatial crops coincide "
+                     "(encoded once, they add nothing over --test-crops 1)", height, video.test_crops)
     span = clip_span(int(cfg.model.num_frames or 1), cfg.data.frame_stride)
     if video.test_clips > 1 and first.length <= span:
-        _LOG.warning("the videos are no longer than a clip (%d frames): the %d temporal clips coincide; "
-                     "--test-clips 1 gives the same result once", span, video.test_clips)
+        _LOG.warning("the videos are no longer than a clip (%d frames): the %d temporal clips coincide "
+                     "(encoded once, they add nothing over --test-clips 1)", span, video.test_clips)
     return VideoEvalData(
         root, video.kind, train, _subset(full_test, test_subset, seed), classes, int(cfg.model.num_frames or 1),
         cfg.data.frame_stride, cfg.model.img_size, channels, mean, std, video.test_clips, video.test_crops,
