@@ -1,7 +1,8 @@
 """Clip features kept for the next protocol in the same process: ``hpm study`` runs the k-NN and
 the linear probe of one encoder on the same clips one after the other, and the second reads the
-features the first extracted. An entry is found only by the same encoder weights (a hash of every
-tensor of the state dict), the same clips, labels and views, pooling and precision."""
+features the first extracted. An entry is found only by the same encoder weights (a hash of the
+encoder's tensors: the decoders, which the features do not read, may be left at a random init),
+the same clips, labels and views, pooling and precision."""
 
 from __future__ import annotations
 
@@ -10,26 +11,30 @@ import json
 from collections import OrderedDict
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from hpm.eval.video.data import VideoEvalData
+from hpm.models.mae import MaskedAutoencoder
+from hpm.models.timm_encoder import is_encoder_key
 
 ENTRIES = 4  # the k-NN and the probe of two label kinds
 MAX_BYTES = 1 << 30  # larger features are not kept
 _MEMO: OrderedDict[str, tuple[Tensor, ...]] = OrderedDict()
 
 
-def weights_digest(model: nn.Module) -> str:
-    """A hash of the names, dtypes, shapes and values of every tensor in ``model.state_dict()``."""
+def weights_digest(model: MaskedAutoencoder) -> str:
+    """A hash of the names, dtypes, shapes and values of the encoder's tensors in ``model.state_dict()``."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
+        if not is_encoder_key(name):
+            continue
         flat = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(flat.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
-def features_key(model: nn.Module, data: VideoEvalData, pool: str, precision: str) -> str:
+def features_key(model: MaskedAutoencoder, data: VideoEvalData, pool: str, precision: str) -> str:
     """The memo key of the clip features of ``model`` on ``data``."""
     clips = {split.name: [list(map(str, split.files)), split.labels.tolist()] for split in (data.train, data.test)}
     parts = [weights_digest(model), data.describe(), clips, pool, precision]

@@ -50,7 +50,11 @@ def test_the_probe_reads_the_features_the_knn_extracted_from_the_same_weights(cl
     memo.forget()
     probe = LinearProbeConfig(epochs=2)
     knn = run_video_knn(enc.model, data, [5], "cls", 0.07, batch_size=4)
-    reused = run_video_linear(enc.model, data, "cls", probe, batch_size=4)
+    torch.manual_seed(123)  # the study loads the encoder again for the probe; the decoders do not count
+    again = load_encoder(video_run).model
+    with torch.no_grad():
+        again.decoder_pred.weight.add_(1.0)
+    reused = run_video_linear(again, data, "cls", probe, batch_size=4)
     memo.forget()
     fresh = run_video_linear(enc.model, data, "cls", probe, batch_size=4)
     assert (knn["features_reused"], reused["features_reused"], fresh["features_reused"]) == (False, True, False)
