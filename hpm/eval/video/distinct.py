@@ -26,7 +26,7 @@ def distinct_views(views: Tensor) -> tuple[Tensor, Tensor]:
                 match = len(keep)
                 keep.append(v)
             source[v] = match
-    return flat[keep], source
+    return (flat, source) if len(keep) == flat.shape[0] else (flat[keep], source)  # no copy when all differ
 
 
 def over_views(fn: Callable[[Tensor], Tensor], views: Tensor) -> Tensor:
@@ -34,4 +34,4 @@ def over_views(fn: Callable[[Tensor], Tensor], views: Tensor) -> Tensor:
     ``[B * V, ...]`` (the outputs of ``fn`` on the flattened views, in their order)."""
     distinct, source = distinct_views(views)
     out = fn(distinct)  # [U, ...]
-    return out[source.to(out.device)]  # [B * V, ...]
+    return out if out.shape[0] == source.shape[0] else out[source.to(out.device)]  # [B * V, ...]

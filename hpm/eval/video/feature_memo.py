@@ -15,7 +15,7 @@ from torch import Tensor
 
 from hpm.eval.video.data import VideoEvalData
 from hpm.models.mae import MaskedAutoencoder
-from hpm.models.timm_encoder import is_encoder_key
+from hpm.models.timm_encoder import encoder_state_dict
 
 ENTRIES = 4  # the k-NN and the probe of two label kinds
 MAX_BYTES = 1 << 30  # larger features are not kept
@@ -25,10 +25,8 @@ _MEMO: OrderedDict[str, tuple[Tensor, ...]] = OrderedDict()
 def weights_digest(model: MaskedAutoencoder) -> str:
     """A hash of the names, dtypes, shapes and values of the encoder's tensors in ``model.state_dict()``."""
     digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        if not is_encoder_key(name):
-            continue
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
+    for name, tensor in encoder_state_dict(model).items():  # contiguous CPU copies
+        flat = tensor.reshape(-1)
         digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(flat.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
